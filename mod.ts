@@ -1,0 +1,69 @@
+/**
+ * wgrad: a neural-network training engine for Deno on WebGPU.
+ *
+ * ```ts
+ * import { add, gpuInfo, sum, tensor } from "./mod.ts";
+ * console.log((await gpuInfo()).description);
+ * const x = tensor([[1, 2, 3], [4, 5, 6]]);
+ * console.log(await sum(add(x, 1), 1).data()); // Float32Array [9, 18]
+ * ```
+ * @module
+ */
+import "./src/ops/fill.ts";
+
+export { fmtShape, WgradError, type WgradErrorKind } from "./src/errors.ts";
+export type { GpuInfo } from "./src/gpu/device.ts";
+export { flush, gpuInfo, type MemoryInfo, memoryInfo, resetGpu } from "./src/gpu/runtime.ts";
+export { setSeed } from "./src/random.ts";
+export {
+  type DType,
+  fill,
+  keep,
+  type NestedArray,
+  ones,
+  randomNormal,
+  type RandomNormalOptions,
+  randomUniform,
+  type RandomUniformOptions,
+  scalar,
+  scope,
+  Tensor,
+  tensor,
+  type TensorLike,
+  type TypedArrayFor,
+  zeros,
+} from "./src/tensor.ts";
+export {
+  abs,
+  elu,
+  exp,
+  gelu,
+  leakyRelu,
+  log,
+  neg,
+  reciprocal,
+  relu,
+  sigmoid,
+  sign,
+  sqrt,
+  square,
+  tanh,
+  unary,
+  UNARY_OPS,
+  type UnaryOp,
+} from "./src/ops/unary.ts";
+export {
+  add,
+  binary,
+  BINARY_OPS,
+  type BinaryOp,
+  div,
+  maximum,
+  minimum,
+  mul,
+  type Operand,
+  pow,
+  sub,
+} from "./src/ops/binary.ts";
+export { argmax, argmin, max, mean, min, type ReduceOptions, sum } from "./src/ops/reduce.ts";
+export { cast, clone, reshape, transpose } from "./src/ops/transform.ts";

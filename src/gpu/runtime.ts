@@ -1,0 +1,452 @@
+/**
+ * The GPU runtime: one lazily acquired device, its buffer pool, pipeline cache, step recorder and
+ * readback. Ops describe work as {@linkcode DispatchSpec}s; only this folder calls WebGPU.
+ *
+ * Work is scheduled synchronously. Before the device exists, scheduled work waits in a queue that
+ * runs, in order, as soon as the device arrives; afterwards it is recorded at once. Commands are
+ * submitted together when a result is read back, when many have piled up, or on {@linkcode flush}.
+ * @module
+ */
+import { fmtShape, WgradError } from "../errors.ts";
+import { BufferPool, type MemoryInfo, sizeClass, Storage } from "./buffers.ts";
+import { type DeviceContext, type GpuInfo, requestDeviceContext } from "./device.ts";
+import { Recorder } from "./recorder.ts";
+
+export { type MemoryInfo, Storage };
+
+/** A WGSL compute shader: a name for messages and caching, and its source text. */
+export interface Kernel {
+  /** Kernel family name, e.g. `"unary"`. */
+  readonly name: string;
+  /** WGSL source; an entry point named `main`. */
+  readonly code: string;
+}
+
+/** A uniform block: any 4-byte typed array, padded to 16 bytes by the runtime. */
+export type UniformData = Uint32Array | Int32Array | Float32Array;
+
+/** One kernel launch as an op describes it. */
+export interface DispatchSpec {
+  /** The kernel. */
+  kernel: Kernel;
+  /** WGSL prepended to the kernel (type aliases, consts); part of the pipeline's cache key. */
+  prefix?: string;
+  /** Entry point (default `"main"`). */
+  entry?: string;
+  /** Values for the kernel's `override` constants; part of the pipeline's cache key. */
+  constants?: Record<string, number>;
+  /** Bindings of group 0 in binding order: storage regions and uniform blocks. */
+  bindings: readonly (Storage | UniformData)[];
+  /** Workgroup counts. */
+  workgroups: readonly [number, number?, number?];
+  /** Names the op and shapes for error messages, e.g. `add [2, 3] + [3]`. */
+  label: string;
+}
+
+interface CachedPipeline {
+  pipeline: GPUComputePipeline;
+  layout: GPUBindGroupLayout;
+}
+
+const MAX_PENDING_COMMANDS = 2048;
+const POOL_CAP_BYTES = 512 * 1024 * 1024;
+
+let nextRuntimeId = 1;
+
+/** The device and everything built on it. */
+export class Runtime {
+  readonly id = nextRuntimeId++;
+  readonly device: GPUDevice;
+  readonly info: GpuInfo;
+  readonly limits: GPUSupportedLimits;
+  readonly pool: BufferPool;
+  readonly recorder: Recorder;
+  #pipelines = new Map<string, CachedPipeline>();
+  #modules = new Map<string, GPUShaderModule>();
+  #staging = new Map<number, GPUBuffer[]>();
+  #scopes: Promise<void>[] = [];
+  #error: WgradError | null = null;
+  #lost: GPUDeviceLostInfo | null = null;
+  #lostPromise: Promise<GPUDeviceLostInfo>;
+  #storages = new WeakSet<Storage>();
+
+  constructor(ctx: DeviceContext) {
+    this.device = ctx.device;
+    this.info = ctx.info;
+    this.limits = ctx.limits;
+    this.recorder = new Recorder(this.device);
+    this.pool = new BufferPool(this.device, this.limits.maxBufferSize, POOL_CAP_BYTES);
+    this.pool.pendingWork = () => this.recorder.pending > 0;
+    this.pool.flush = () => this.flush();
+    this.#lostPromise = this.device.lost.then((info) => {
+      this.#lost = info;
+      return info;
+    });
+    this.device.addEventListener("uncapturederror", (ev) => {
+      const e = (ev as GPUUncapturedErrorEvent).error;
+      this.#fail(new WgradError("gpu-validation", `uncaptured GPU error: ${e.message}`));
+    });
+  }
+
+  /** Remembers the first asynchronous GPU error; it is thrown at the next entry point. */
+  #fail(e: WgradError): void {
+    this.#error ??= e;
+  }
+
+  /** The device-lost information, once the device is gone. */
+  get lost(): GPUDeviceLostInfo | null {
+    return this.#lost;
+  }
+
+  /** Throws if the device is lost or an earlier asynchronous GPU error is pending. */
+  check(): void {
+    if (this.#lost) {
+      throw new WgradError(
+        "gpu-lost",
+        `the GPU device was lost (${this.#lost.reason}): ${this.#lost.message || "no message"}. ` +
+          "Tensors on it are gone; call resetGpu() to start over on a new device.",
+      );
+    }
+    if (this.#error) {
+      const e = this.#error;
+      this.#error = null;
+      throw e;
+    }
+  }
+
+  /** Whether `s` was allocated on this runtime's device. */
+  owns(s: Storage): boolean {
+    return this.#storages.has(s);
+  }
+
+  #assertOwned(s: Storage, what: string): void {
+    if (!this.#storages.has(s)) {
+      throw new WgradError(
+        "gpu-lost",
+        `${what}: a tensor was created on an earlier GPU device that has since been lost or reset`,
+      );
+    }
+    if (s.released) {
+      throw new WgradError("disposed", `${what}: a tensor's GPU memory was already released`);
+    }
+  }
+
+  /** A region of `bytes` bytes for a kernel to write. */
+  alloc(bytes: number, what: string): Storage {
+    this.check();
+    const s = this.pool.acquire(bytes, what);
+    this.#storages.add(s);
+    return s;
+  }
+
+  /** A region holding `data`, uploaded with `queue.writeBuffer`. */
+  upload(data: ArrayBufferView<ArrayBuffer>, what: string): Storage {
+    this.check();
+    const s = this.pool.acquire(data.byteLength, what, true);
+    this.#storages.add(s);
+    if (data.byteLength) {
+      this.device.queue.writeBuffer(
+        s.buffer,
+        s.offset,
+        data.buffer,
+        data.byteOffset,
+        data.byteLength,
+      );
+    }
+    return s;
+  }
+
+  #pipeline(spec: DispatchSpec): CachedPipeline {
+    const consts = spec.constants ? JSON.stringify(spec.constants) : "";
+    const entry = spec.entry ?? "main";
+    const key = `${spec.kernel.name}\u0000${spec.prefix ?? ""}\u0000${consts}\u0000${entry}`;
+    let p = this.#pipelines.get(key);
+    if (p) return p;
+    const modKey = `${spec.kernel.name}\u0000${spec.prefix ?? ""}`;
+    const name = `${spec.kernel.name}${entry === "main" ? "" : "." + entry}${
+      consts ? " " + consts : ""
+    }`;
+    this.device.pushErrorScope("validation");
+    let module = this.#modules.get(modKey);
+    if (!module) {
+      module = this.device.createShaderModule({
+        code: (spec.prefix ?? "") + spec.kernel.code,
+        label: spec.kernel.name,
+      });
+      this.#modules.set(modKey, module);
+    }
+    const pipeline = this.device.createComputePipeline({
+      layout: "auto",
+      label: name,
+      compute: { module, entryPoint: entry, constants: spec.constants },
+    });
+    this.#scopes.push(
+      this.device.popErrorScope().then((err) => {
+        if (err) {
+          this.#fail(
+            new WgradError(
+              "gpu-validation",
+              `kernel "${name}" was rejected by the WebGPU implementation (first used by ${spec.label}):\n${err.message}`,
+            ),
+          );
+        }
+      }),
+    );
+    p = { pipeline, layout: pipeline.getBindGroupLayout(0) };
+    this.#pipelines.set(key, p);
+    return p;
+  }
+
+  /** Records one kernel launch. */
+  dispatch(spec: DispatchSpec): void {
+    this.check();
+    const maxBinding = this.limits.maxStorageBufferBindingSize;
+    const [x, y = 1, z = 1] = spec.workgroups;
+    const maxGroups = this.limits.maxComputeWorkgroupsPerDimension;
+    if (x > maxGroups || y > maxGroups || z > maxGroups) {
+      throw new WgradError(
+        "limit",
+        `${spec.label}: kernel "${spec.kernel.name}" needs ${x}×${y}×${z} workgroups, more than ` +
+          `this device allows per dimension (${maxGroups})`,
+      );
+    }
+    if (x === 0 || y === 0 || z === 0) return;
+    const entries: GPUBindGroupEntry[] = [];
+    for (let i = 0; i < spec.bindings.length; i++) {
+      const b = spec.bindings[i];
+      if (b instanceof Storage) {
+        this.#assertOwned(b, spec.label);
+        if (b.byteLength > maxBinding) {
+          throw new WgradError(
+            "limit",
+            `${spec.label}: kernel "${spec.kernel.name}" binds ${b.byteLength} bytes at binding ${i}, ` +
+              `more than this device's maxStorageBufferBindingSize (${maxBinding} bytes)`,
+          );
+        }
+        entries.push({
+          binding: i,
+          resource: { buffer: b.buffer, offset: b.offset, size: Math.max(4, b.byteLength) },
+        });
+      } else {
+        entries.push({ binding: i, resource: this.recorder.uniforms.alloc(b) });
+      }
+    }
+    const p = this.#pipeline(spec);
+    const bindGroup = this.device.createBindGroup({ layout: p.layout, entries });
+    this.recorder.dispatch(p.pipeline, bindGroup, x, y, z, spec.label);
+    if (this.recorder.pending >= MAX_PENDING_COMMANDS) this.flush();
+  }
+
+  /** Records a copy of `bytes` bytes between regions. */
+  copy(src: Storage, dst: Storage, bytes: number, label: string, srcByte = 0, dstByte = 0): void {
+    this.check();
+    this.#assertOwned(src, label);
+    this.#assertOwned(dst, label);
+    if (bytes === 0) return;
+    this.recorder.copy(
+      src.buffer,
+      src.offset + srcByte,
+      dst.buffer,
+      dst.offset + dstByte,
+      bytes,
+      label,
+    );
+  }
+
+  /** Records a clear of a region to zero bytes. */
+  clear(dst: Storage, label: string): void {
+    this.check();
+    this.#assertOwned(dst, label);
+    if (dst.byteLength === 0) return;
+    this.recorder.clear(dst.buffer, dst.offset, Math.ceil(dst.byteLength / 4) * 4, label);
+  }
+
+  /**
+   * Submits what has been recorded. The returned promise settles once the GPU has reported on the
+   * submit's error scopes, and rejects with an error naming the kernels if any failed.
+   */
+  flush(): Promise<void> {
+    if (this.#lost) return Promise.resolve();
+    const sub = this.recorder.submit();
+    this.pool.afterSubmit();
+    if (!sub) return Promise.resolve();
+    const p = sub.errors.then((err) => {
+      if (!err) return;
+      const more = sub.count > sub.labels.length
+        ? ` and ${sub.count - sub.labels.length} more`
+        : "";
+      const kind = err.constructor.name === "GPUOutOfMemoryError"
+        ? "gpu-out-of-memory"
+        : "gpu-validation";
+      this.#fail(
+        new WgradError(
+          kind,
+          `GPU ${
+            kind === "gpu-out-of-memory" ? "out of memory" : "validation error"
+          } in a submit ` +
+            `of ${sub.count} commands (${sub.labels.join("; ")}${more}): ${err.message}`,
+        ),
+      );
+    });
+    this.#scopes.push(p);
+    return p;
+  }
+
+  /** Waits for every pending error report, then throws the first error, if any. */
+  async settle(): Promise<void> {
+    const scopes = this.#scopes;
+    this.#scopes = [];
+    await Promise.all(scopes);
+    this.check();
+  }
+
+  /** Reads a region back to the CPU through a staging buffer. */
+  async read(s: Storage, label: string): Promise<ArrayBuffer> {
+    this.check();
+    this.#assertOwned(s, label);
+    const bytes = s.byteLength;
+    if (bytes === 0) return new ArrayBuffer(0);
+    const size = sizeClass(bytes);
+    const staging = this.#staging.get(size)?.pop() ??
+      this.device.createBuffer({
+        size,
+        usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
+        label: "wgrad readback",
+      });
+    this.recorder.copy(s.buffer, s.offset, staging, 0, bytes, `read ${label}`);
+    this.flush();
+    const mapped = staging.mapAsync(GPUMapMode.READ, 0, Math.ceil(bytes / 4) * 4);
+    const lost = this.#lostPromise.then(() => "lost" as const);
+    const r = await Promise.race([mapped.then(() => "mapped" as const), lost]);
+    if (r === "lost") {
+      mapped.catch(() => {});
+      this.check();
+    }
+    await this.settle();
+    const out = staging.getMappedRange(0, Math.ceil(bytes / 4) * 4).slice(0, bytes);
+    staging.unmap();
+    let list = this.#staging.get(size);
+    if (!list) this.#staging.set(size, list = []);
+    if (list.length < 4) list.push(staging);
+    else staging.destroy();
+    return out;
+  }
+
+  /** Releases the device. Tensors created on it become unusable. */
+  destroy(): void {
+    this.device.destroy();
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The process-wide runtime, acquired lazily.
+
+let runtime: Runtime | null = null;
+let starting: Promise<Runtime> | null = null;
+let startError: unknown = null;
+let waiting: ((rt: Runtime) => void)[] = [];
+
+function start(): Promise<Runtime> {
+  if (starting) return starting;
+  startError = null;
+  starting = requestDeviceContext().then(
+    (ctx) => {
+      const rt = new Runtime(ctx);
+      runtime = rt;
+      const queued = waiting;
+      waiting = [];
+      for (const fn of queued) {
+        try {
+          fn(rt);
+        } catch (e) {
+          deferredError ??= e;
+        }
+      }
+      return rt;
+    },
+    (e) => {
+      startError = e;
+      waiting = [];
+      starting = null;
+      throw e;
+    },
+  );
+  starting.catch(() => {}); // reported by ready() and schedule()
+  return starting;
+}
+
+let deferredError: unknown = null;
+
+/**
+ * Runs GPU work now if the device is ready, or queues it to run in order once it is.
+ * Validation that needs no device belongs before this call, so that errors are thrown at once.
+ */
+export function schedule(fn: (rt: Runtime) => void): void {
+  if (runtime && waiting.length === 0) {
+    fn(runtime);
+    return;
+  }
+  if (startError) throw startError;
+  waiting.push(fn);
+  void start();
+}
+
+/** The runtime once the device is ready and all queued work is recorded. */
+export async function ready(): Promise<Runtime> {
+  const rt = runtime ?? await start();
+  if (deferredError) {
+    const e = deferredError;
+    deferredError = null;
+    throw e;
+  }
+  rt.check();
+  return rt;
+}
+
+/** The runtime if the device is ready, else null. */
+export function currentRuntime(): Runtime | null {
+  return runtime;
+}
+
+/**
+ * Acquires the WebGPU adapter and device if that has not happened yet, and reports them.
+ * Throws a `gpu-unavailable` {@linkcode WgradError} that says how to fix the set-up when there is
+ * no WebGPU adapter.
+ */
+export async function gpuInfo(): Promise<GpuInfo> {
+  return (await ready()).info;
+}
+
+/** Figures about the engine's GPU memory (all zero before the device exists). */
+export function memoryInfo(): MemoryInfo {
+  return runtime?.pool.info() ??
+    { bytesAllocated: 0, bytesInUse: 0, bytesPooled: 0, buffersInUse: 0, buffersPooled: 0 };
+}
+
+/** Submits all recorded GPU work now and waits until the GPU has reported errors, if any. */
+export async function flush(): Promise<void> {
+  const rt = await ready();
+  rt.flush();
+  await rt.settle();
+}
+
+/**
+ * Drops the current device (destroying it unless it is already lost), so that the next GPU work
+ * acquires a new one. Tensors created before become unusable.
+ */
+export async function resetGpu(): Promise<void> {
+  const rt = runtime;
+  runtime = null;
+  starting = null;
+  startError = null;
+  deferredError = null;
+  if (rt && !rt.lost) {
+    rt.destroy();
+    await rt.device.lost;
+  }
+}
+
+/** Formats a label naming an op and its operand shapes. */
+export function opLabel(op: string, ...shapes: readonly (readonly number[])[]): string {
+  return `${op} ${shapes.map(fmtShape).join(" ")}`;
+}

@@ -1,0 +1,153 @@
+/**
+ * Reductions over any set of axes: sum, mean, max, min, argmax, argmin.
+ * @module
+ */
+import reduceSrc from "../../shaders/reduce.wgsl" with { type: "text" };
+import { fmtShape, WgradError } from "../errors.ts";
+import { schedule } from "../gpu/runtime.ts";
+import { type DType, makeTensor, type Tensor } from "../tensor.ts";
+import {
+  checkInputs,
+  checkRank,
+  grid,
+  mergeAxes,
+  normalizeAxes,
+  putDims,
+  stridesOf,
+} from "./util.ts";
+
+const REDUCE = { name: "reduce", code: reduceSrc };
+
+const CODES = { sum: 0, mean: 0, max: 1, min: 2, argmax: 3, argmin: 4 } as const;
+type ReduceOp = keyof typeof CODES;
+
+/** Below this many inputs per output, one invocation reduces a whole output. */
+const SMALL_R = 64;
+
+const LIMITS: Record<DType, [string, string]> = {
+  f32: ["bitcast<f32>(0xff800000u)", "bitcast<f32>(0x7f800000u)"],
+  i32: ["i32(-2147483648)", "2147483647i"],
+  u32: ["0u", "4294967295u"],
+};
+
+function prefixFor(t: DType, o: DType): string {
+  const [lo, hi] = LIMITS[t];
+  const fin = t === "f32" ? `return O(v * p.scale);` : `return O(v);`;
+  return `alias T = ${t};\nalias O = ${o};\nfn lowest() -> T { return ${lo}; }\n` +
+    `fn highest() -> T { return ${hi}; }\n` +
+    `fn finish_sum(v: T) -> O { ${fin} }\n`;
+}
+
+/** Options of the reductions. */
+export interface ReduceOptions {
+  /** Keep reduced axes as size 1 (default false). */
+  keepDims?: boolean;
+}
+
+function reduce<D extends DType, O extends DType>(
+  op: ReduceOp,
+  x: Tensor<D>,
+  axes: number | readonly number[] | undefined,
+  outDtype: O,
+  options: ReduceOptions,
+): Tensor<O> {
+  const ax = normalizeAxes(op, axes, x.shape);
+  const keep = options.keepDims ?? false;
+  const outShape = keep
+    ? x.shape.map((d, i) => (ax.includes(i) ? 1 : d))
+    : x.shape.filter((_, i) => !ax.includes(i));
+  const r = ax.reduce((acc, i) => acc * x.shape[i], 1);
+  if (r === 0 && op !== "sum") {
+    throw new WgradError(
+      "shape",
+      `${op}: cannot reduce ${x.describe()} over axes [${ax.join(", ")}], which hold no elements`,
+    );
+  }
+  const out = makeTensor(outShape, outDtype);
+  const nOut = out.size;
+  const strides = stridesOf(x.shape);
+  const keptDims = x.shape.map((_, i) => i).filter((i) => !ax.includes(i));
+  const k = mergeAxes(keptDims.map((i) => x.shape[i]), [keptDims.map((i) => strides[i])]);
+  const red = mergeAxes(ax.map((i) => x.shape[i]), [ax.map((i) => strides[i])]);
+  checkRank(op, Math.max(k.shape.length, red.shape.length), [x.shape]);
+  const label = `${op} ${x.describe()} axes [${ax.join(", ")}] → ${fmtShape(outShape)}`;
+  const perWorkgroup = r > SMALL_R && nOut < 16384;
+  schedule((rt) => {
+    const s = rt.alloc(nOut * 4, label);
+    out.setStorage(s);
+    if (nOut === 0) return;
+    const g = perWorkgroup ? grid(nOut, 1) : grid(nOut);
+    const u = new Uint32Array(8 + 32);
+    u.set([nOut, g.stride, r, k.shape.length, red.shape.length, 0, 0, 0]);
+    new Float32Array(u.buffer)[5] = op === "mean" ? 1 / r : 1;
+    putDims(u, 8, k.shape);
+    putDims(u, 16, k.strides[0]);
+    putDims(u, 24, red.shape);
+    putDims(u, 32, red.strides[0]);
+    rt.dispatch({
+      kernel: REDUCE,
+      entry: perWorkgroup ? "main_wg" : "main",
+      prefix: prefixFor(x.dtype, outDtype),
+      constants: { OP: CODES[op] },
+      bindings: [x.storage, s, u],
+      workgroups: g.groups,
+      label,
+    });
+  });
+  return out;
+}
+
+/** Sum over `axes` (all axes when omitted). */
+export function sum<D extends DType>(
+  x: Tensor<D>,
+  axes?: number | readonly number[],
+  options: ReduceOptions = {},
+): Tensor<D> {
+  checkInputs("sum", [x]);
+  return reduce("sum", x, axes, x.dtype, options);
+}
+
+/** Mean over `axes` (all axes when omitted); f32 only. */
+export function mean(
+  x: Tensor<"f32">,
+  axes?: number | readonly number[],
+  options: ReduceOptions = {},
+): Tensor<"f32"> {
+  checkInputs("mean", [x], ["f32"]);
+  return reduce("mean", x, axes, "f32", options);
+}
+
+/** Maximum over `axes` (all axes when omitted). */
+export function max<D extends DType>(
+  x: Tensor<D>,
+  axes?: number | readonly number[],
+  options: ReduceOptions = {},
+): Tensor<D> {
+  checkInputs("max", [x]);
+  return reduce("max", x, axes, x.dtype, options);
+}
+
+/** Minimum over `axes` (all axes when omitted). */
+export function min<D extends DType>(
+  x: Tensor<D>,
+  axes?: number | readonly number[],
+  options: ReduceOptions = {},
+): Tensor<D> {
+  checkInputs("min", [x]);
+  return reduce("min", x, axes, x.dtype, options);
+}
+
+/**
+ * Index of the maximum along `axis` (of the flattened tensor when omitted), as i32. Ties go to
+ * the first occurrence, as in NumPy.
+ */
+export function argmax(x: Tensor, axis?: number, options: ReduceOptions = {}): Tensor<"i32"> {
+  checkInputs("argmax", [x]);
+  return reduce("argmax", x, axis, "i32", options);
+}
+
+/** Index of the minimum along `axis` (of the flattened tensor when omitted), as i32. */
+export function argmin(x: Tensor, axis?: number, options: ReduceOptions = {}): Tensor<"i32"> {
+  checkInputs("argmin", [x]);
+  return reduce("argmin", x, axis, "i32", options);
+}
