@@ -75,11 +75,32 @@ function howToFix(): string {
   return lines.join("\n");
 }
 
+/** Reads an environment variable only if permission is already granted (never prompts). */
 function envVar(name: string): string | undefined {
   try {
+    if (Deno.permissions.querySync({ name: "env", variable: name }).state !== "granted") {
+      return undefined;
+    }
     return Deno.env.get(name);
   } catch {
-    return undefined; // no --allow-env: the variable cannot matter to the message
+    return undefined;
+  }
+}
+
+/**
+ * On headless Linux, Mesa prints "XDG_RUNTIME_DIR is invalid or not set" when the variable is
+ * missing. Where the script was granted `--allow-env=XDG_RUNTIME_DIR` (the tasks do) and the
+ * variable is unset, point it at /tmp; never prompts, never overrides a value that is set.
+ */
+export function quietMesa(): void {
+  if (Deno.build.os !== "linux") return;
+  try {
+    const p = Deno.permissions.querySync({ name: "env", variable: "XDG_RUNTIME_DIR" });
+    if (p.state === "granted" && !Deno.env.get("XDG_RUNTIME_DIR")) {
+      Deno.env.set("XDG_RUNTIME_DIR", "/tmp");
+    }
+  } catch {
+    // permission API unavailable: leave the environment alone
   }
 }
 
@@ -88,6 +109,7 @@ function envVar(name: string): string | undefined {
  * Throws a {@linkcode WgradError} of kind `gpu-unavailable` that says what was tried and how to fix it.
  */
 export async function requestDeviceContext(): Promise<DeviceContext> {
+  quietMesa();
   const gpu = (globalThis.navigator as Navigator & { gpu?: GPU }).gpu;
   if (gpu === undefined) {
     throw new WgradError(
