@@ -3,8 +3,10 @@
 // The prefix defines `alias T` (input), `alias O` (output), `fn lowest() -> T`, `fn highest() -> T`
 // and `fn finish_sum(v: T) -> O` (applies the mean's 1/R for floats).
 // OP: 0 sum (and mean)  1 max  2 min  3 argmax  4 argmin (first occurrence wins ties).
-// Entry points: `main`, one invocation per output (small R); `main_wg`, one workgroup of 256 per
-// output with a tree reduction in workgroup memory (large R).
+// Entry points: `main`, one invocation per output (small R or many outputs); `main_wg`, one
+// workgroup of 256 per output with a tree reduction in workgroup memory (large R, few outputs);
+// `main_split`, `splits` workgroups per output, each reducing a chunk of R into a partial result
+// (huge R, very few outputs; a second pass reduces the partials).
 override OP: u32 = 0u;
 
 struct Params {
@@ -14,8 +16,8 @@ struct Params {
   krank: u32,
   rrank: u32,
   scale: f32,
-  _pad0: u32,
-  _pad1: u32,
+  chunk: u32,  // main_split: inputs per workgroup
+  splits: u32, // main_split: workgroups per output
   kshape: array<vec4<u32>, 2>,
   kstride: array<vec4<u32>, 2>,
   rshape: array<vec4<u32>, 2>,
@@ -114,17 +116,7 @@ const WG: u32 = 256u;
 var<workgroup> sv: array<T, WG>;
 var<workgroup> si: array<u32, WG>;
 
-@compute @workgroup_size(256)
-fn main_wg(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) t: u32) {
-  let o = wid.x + wid.y * p.stride;
-  if (o >= p.n_out) {
-    return;
-  }
-  let base = base_offset(o);
-  var acc = init();
-  for (var r = t; r < p.r; r += WG) {
-    acc = combine(acc, Acc(x[base + red_offset(r)], r));
-  }
+fn tree_reduce(t: u32, acc: Acc) -> Acc {
   sv[t] = acc.v;
   si[t] = acc.i;
   workgroupBarrier();
@@ -136,7 +128,42 @@ fn main_wg(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_inde
     }
     workgroupBarrier();
   }
+  return Acc(sv[0], si[0]);
+}
+
+@compute @workgroup_size(256)
+fn main_wg(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) t: u32) {
+  let o = wid.x + wid.y * p.stride;
+  if (o >= p.n_out) {
+    return;
+  }
+  let base = base_offset(o);
+  var acc = init();
+  for (var r = t; r < p.r; r += WG) {
+    acc = combine(acc, Acc(x[base + red_offset(r)], r));
+  }
+  let total = tree_reduce(t, acc);
   if (t == 0u) {
-    y[o] = finish(Acc(sv[0], si[0]));
+    y[o] = finish(total);
+  }
+}
+
+@compute @workgroup_size(256)
+fn main_split(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) t: u32) {
+  let w = wid.x + wid.y * p.stride;
+  if (w >= p.n_out * p.splits) {
+    return;
+  }
+  let o = w / p.splits;
+  let start = (w % p.splits) * p.chunk;
+  let end = min(p.r, start + p.chunk);
+  let base = base_offset(o);
+  var acc = init();
+  for (var r = start + t; r < end; r += WG) {
+    acc = combine(acc, Acc(x[base + red_offset(r)], r));
+  }
+  let total = tree_reduce(t, acc);
+  if (t == 0u) {
+    y[w] = finish(total);
   }
 }

@@ -3,7 +3,7 @@
  * @module
  */
 import { fmtShape, WgradError } from "./errors.ts";
-import { ready, schedule, type Storage } from "./gpu/runtime.ts";
+import { currentRuntime, ready, schedule, type Storage } from "./gpu/runtime.ts";
 import { generatorFor } from "./random.ts";
 
 /** Element types: 32-bit floats for values, 32-bit integers for labels and indices. */
@@ -313,6 +313,15 @@ function upload<D extends DType>(
  * const y = tensor([0, 2, 1], [3], "i32");           // labels
  * ```
  */
+export function tensor(data: Int32Array, shape?: readonly number[]): Tensor<"i32">;
+/** Makes a u32 tensor from a Uint32Array. */
+export function tensor(data: Uint32Array, shape?: readonly number[]): Tensor<"u32">;
+/** Makes a tensor of the given dtype (default f32) from numbers. */
+export function tensor<D extends DType = "f32">(
+  data: TensorLike,
+  shape?: readonly number[],
+  dtype?: D,
+): Tensor<D>;
 export function tensor<D extends DType = "f32">(
   data: TensorLike,
   shape?: readonly number[],
@@ -347,7 +356,7 @@ export function tensor<D extends DType = "f32">(
       `${op}: ${flat.length} values do not fill shape ${fmtShape(s)} (${size} elements)`,
     );
   }
-  return upload(toTyped(flat, dt, op), s, dt, op);
+  return upload(toTyped(flat, dt, `${op} with shape ${fmtShape(s)}`), s, dt, op);
 }
 
 /** A scalar (rank-0) tensor. */
@@ -380,10 +389,19 @@ export function fill<D extends DType = "f32">(
   value: number,
   dtype?: D,
 ): Tensor<D> {
+  return fillAs("fill()", shape, value, dtype);
+}
+
+function fillAs<D extends DType>(
+  op: string,
+  shape: readonly number[],
+  value: number,
+  dtype?: D,
+): Tensor<D> {
   const dt = (dtype ?? "f32") as D;
-  checkDType(dt, "fill()");
-  checkShape(shape, "fill()");
-  const bits = bitsOf(value, dt, "fill()");
+  checkDType(dt, op);
+  checkShape(shape, op);
+  const bits = bitsOf(value, dt, `${op} with shape ${fmtShape(shape)}`);
   const out = makeTensor(shape, dt);
   fillImpl(out, bits);
   return out;
@@ -391,12 +409,27 @@ export function fill<D extends DType = "f32">(
 
 /** A tensor of zeros. */
 export function zeros<D extends DType = "f32">(shape: readonly number[], dtype?: D): Tensor<D> {
-  return fill(shape, 0, dtype);
+  return fillAs("zeros()", shape, 0, dtype);
 }
 
 /** A tensor of ones. */
 export function ones<D extends DType = "f32">(shape: readonly number[], dtype?: D): Tensor<D> {
-  return fill(shape, 1, dtype);
+  return fillAs("ones()", shape, 1, dtype);
+}
+
+/**
+ * Rejects element counts that cannot fit one storage binding, before CPU work is spent on them
+ * (the device's limit once it exists, else WebGPU's largest plausible 4 GiB).
+ */
+function checkBindable(size: number, shape: readonly number[], op: string): void {
+  const limit = currentRuntime()?.limits.maxStorageBufferBindingSize ?? 2 ** 32;
+  if (size * 4 > limit) {
+    throw new WgradError(
+      "limit",
+      `${op}: shape ${fmtShape(shape)} needs ${size * 4} bytes in one binding, more than this ` +
+        `device's maxStorageBufferBindingSize (${limit} bytes)`,
+    );
+  }
 }
 
 /** Options of {@linkcode randomUniform}. */
@@ -434,8 +467,9 @@ export function randomUniform<D extends "f32" | "i32" = "f32">(
   if (dtype === "i32" && (!Number.isInteger(minval) || !Number.isInteger(maxval))) {
     throw new WgradError("value", `${op}: i32 bounds must be integers, got [${minval}, ${maxval})`);
   }
-  const g = generatorFor(seed);
   const size = shape.reduce((a, b) => a * b, 1);
+  checkBindable(size, shape, op);
+  const g = generatorFor(seed);
   if (dtype === "i32") {
     const out = new Int32Array(size);
     const span = maxval - minval;
@@ -475,8 +509,9 @@ export function randomNormal(
       `${op}: needs a finite mean and stddev >= 0, got ${mean}, ${stddev}`,
     );
   }
-  const g = generatorFor(seed);
   const size = shape.reduce((a, b) => a * b, 1);
+  checkBindable(size, shape, op);
+  const g = generatorFor(seed);
   const out = new Float32Array(size);
   for (let i = 0; i < size; i++) out[i] = mean + stddev * g.nextNormal();
   return upload(out, shape, "f32", op);

@@ -64,6 +64,7 @@ export class Recorder {
   #pass: GPUComputePassEncoder | null = null;
   #labels: string[] = [];
   #commands = 0;
+  #scopeOpen = false;
   readonly uniforms: UniformArena;
 
   constructor(private readonly device: GPUDevice) {
@@ -78,7 +79,19 @@ export class Recorder {
     return this.#commands;
   }
 
+  /**
+   * Opens the validation and out-of-memory error scopes that cover everything recorded until the
+   * next submit (bind groups, commands, the submit itself), once per submit.
+   */
+  openScope(): void {
+    if (this.#scopeOpen) return;
+    this.device.pushErrorScope("out-of-memory");
+    this.device.pushErrorScope("validation");
+    this.#scopeOpen = true;
+  }
+
   #enc(): GPUCommandEncoder {
+    this.openScope();
     return this.#encoder ??= this.device.createCommandEncoder({ label: "wgrad step" });
   }
 
@@ -142,10 +155,10 @@ export class Recorder {
     const count = this.#commands;
     this.#labels = [];
     this.#commands = 0;
-    this.device.pushErrorScope("out-of-memory");
-    this.device.pushErrorScope("validation");
+    this.openScope();
     this.uniforms.upload(this.device.queue);
     this.device.queue.submit([enc.finish()]);
+    this.#scopeOpen = false;
     const validation = this.device.popErrorScope();
     const oom = this.device.popErrorScope();
     const errors = Promise.all([validation, oom]).then(([v, o]) => v ?? o);

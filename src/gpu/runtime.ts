@@ -46,6 +46,8 @@ export interface DispatchSpec {
 interface CachedPipeline {
   pipeline: GPUComputePipeline;
   layout: GPUBindGroupLayout;
+  /** Kernel name with entry point and constants, for messages. */
+  name: string;
 }
 
 const MAX_PENDING_COMMANDS = 2048;
@@ -69,11 +71,15 @@ export class Runtime {
   #lost: GPUDeviceLostInfo | null = null;
   #lostPromise: Promise<GPUDeviceLostInfo>;
   #storages = new WeakSet<Storage>();
+  readonly #maxBinding: number;
+  readonly #maxGroups: number;
 
   constructor(ctx: DeviceContext) {
     this.device = ctx.device;
     this.info = ctx.info;
     this.limits = ctx.limits;
+    this.#maxBinding = ctx.limits.maxStorageBufferBindingSize;
+    this.#maxGroups = ctx.limits.maxComputeWorkgroupsPerDimension;
     this.recorder = new Recorder(this.device);
     this.pool = new BufferPool(this.device, this.limits.maxBufferSize, POOL_CAP_BYTES);
     this.pool.pendingWork = () => this.recorder.pending > 0;
@@ -131,9 +137,31 @@ export class Runtime {
     }
   }
 
-  /** A region of `bytes` bytes for a kernel to write. */
-  alloc(bytes: number, what: string): Storage {
+  /** Throws a `limit` error, before any GPU work, if a region of `bytes` cannot be bound. */
+  #checkBindable(bytes: number, what: string): void {
+    if (bytes > this.limits.maxBufferSize) {
+      throw new WgradError(
+        "limit",
+        `${what}: needs a GPU buffer of ${bytes} bytes, more than this device's maxBufferSize ` +
+          `(${this.limits.maxBufferSize} bytes)`,
+      );
+    }
+    if (bytes > this.#maxBinding) {
+      throw new WgradError(
+        "limit",
+        `${what}: needs ${bytes} bytes in one binding, more than this device's ` +
+          `maxStorageBufferBindingSize (${this.#maxBinding} bytes)`,
+      );
+    }
+  }
+
+  /**
+   * A region of `bytes` bytes for a kernel to write. Unless `bindable` is false, the region must
+   * fit one storage binding (every tensor's storage is bound whole).
+   */
+  alloc(bytes: number, what: string, bindable = true): Storage {
     this.check();
+    if (bindable) this.#checkBindable(bytes, what);
     const s = this.pool.acquire(bytes, what);
     this.#storages.add(s);
     return s;
@@ -142,6 +170,7 @@ export class Runtime {
   /** A region holding `data`, uploaded with `queue.writeBuffer`. */
   upload(data: ArrayBufferView<ArrayBuffer>, what: string): Storage {
     this.check();
+    this.#checkBindable(data.byteLength, what);
     const s = this.pool.acquire(data.byteLength, what, true);
     this.#storages.add(s);
     if (data.byteLength) {
@@ -180,6 +209,7 @@ export class Runtime {
       label: name,
       compute: { module, entryPoint: entry, constants: spec.constants },
     });
+    const layout = pipeline.getBindGroupLayout(0);
     this.#scopes.push(
       this.device.popErrorScope().then((err) => {
         if (err) {
@@ -192,7 +222,7 @@ export class Runtime {
         }
       }),
     );
-    p = { pipeline, layout: pipeline.getBindGroupLayout(0) };
+    p = { pipeline, layout, name };
     this.#pipelines.set(key, p);
     return p;
   }
@@ -200,9 +230,9 @@ export class Runtime {
   /** Records one kernel launch. */
   dispatch(spec: DispatchSpec): void {
     this.check();
-    const maxBinding = this.limits.maxStorageBufferBindingSize;
+    const maxBinding = this.#maxBinding;
     const [x, y = 1, z = 1] = spec.workgroups;
-    const maxGroups = this.limits.maxComputeWorkgroupsPerDimension;
+    const maxGroups = this.#maxGroups;
     if (x > maxGroups || y > maxGroups || z > maxGroups) {
       throw new WgradError(
         "limit",
@@ -232,8 +262,10 @@ export class Runtime {
       }
     }
     const p = this.#pipeline(spec);
-    const bindGroup = this.device.createBindGroup({ layout: p.layout, entries });
-    this.recorder.dispatch(p.pipeline, bindGroup, x, y, z, spec.label);
+    const label = `${spec.label} (kernel "${p.name}")`;
+    this.recorder.openScope();
+    const bindGroup = this.device.createBindGroup({ layout: p.layout, entries, label });
+    this.recorder.dispatch(p.pipeline, bindGroup, x, y, z, label);
     if (this.recorder.pending >= MAX_PENDING_COMMANDS) this.flush();
   }
 
@@ -294,9 +326,11 @@ export class Runtime {
 
   /** Waits for every pending error report, then throws the first error, if any. */
   async settle(): Promise<void> {
-    const scopes = this.#scopes;
-    this.#scopes = [];
-    await Promise.all(scopes);
+    while (this.#scopes.length) {
+      const scopes = this.#scopes;
+      this.#scopes = [];
+      await Promise.all(scopes);
+    }
     this.check();
   }
 
@@ -315,16 +349,29 @@ export class Runtime {
       });
     this.recorder.copy(s.buffer, s.offset, staging, 0, bytes, `read ${label}`);
     this.flush();
-    const mapped = staging.mapAsync(GPUMapMode.READ, 0, Math.ceil(bytes / 4) * 4);
+    const mapped = staging.mapAsync(GPUMapMode.READ, 0, Math.ceil(bytes / 4) * 4).then(
+      () => "mapped" as const,
+      (e: Error) => e,
+    );
     const lost = this.#lostPromise.then(() => "lost" as const);
-    const r = await Promise.race([mapped.then(() => "mapped" as const), lost]);
-    if (r === "lost") {
-      mapped.catch(() => {});
+    const r = await Promise.race([mapped, lost]);
+    if (r !== "mapped") {
+      // The device went away (the lost promise may trail the failed map by a moment).
+      await Promise.race([this.#lostPromise, new Promise((ok) => setTimeout(ok, 100))]);
       this.check();
+      await this.settle();
+      throw new WgradError(
+        "gpu-validation",
+        `reading ${label} back failed: ${r === "lost" ? "device lost" : r.message}`,
+      );
     }
-    await this.settle();
-    const out = staging.getMappedRange(0, Math.ceil(bytes / 4) * 4).slice(0, bytes);
-    staging.unmap();
+    let out: ArrayBuffer;
+    try {
+      await this.settle();
+      out = staging.getMappedRange(0, Math.ceil(bytes / 4) * 4).slice(0, bytes);
+    } finally {
+      staging.unmap();
+    }
     let list = this.#staging.get(size);
     if (!list) this.#staging.set(size, list = []);
     if (list.length < 4) list.push(staging);

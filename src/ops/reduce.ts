@@ -4,7 +4,7 @@
  */
 import reduceSrc from "../../shaders/reduce.wgsl" with { type: "text" };
 import { fmtShape, WgradError } from "../errors.ts";
-import { schedule } from "../gpu/runtime.ts";
+import { schedule, type Storage } from "../gpu/runtime.ts";
 import { type DType, makeTensor, type Tensor } from "../tensor.ts";
 import {
   checkInputs,
@@ -21,8 +21,12 @@ const REDUCE = { name: "reduce", code: reduceSrc };
 const CODES = { sum: 0, mean: 0, max: 1, min: 2, argmax: 3, argmin: 4 } as const;
 type ReduceOp = keyof typeof CODES;
 
-/** Below this many inputs per output, one invocation reduces a whole output. */
+/** Up to this many inputs per output, one invocation reduces a whole output. */
 const SMALL_R = 64;
+/** Below this many outputs (with R > SMALL_R), one workgroup reduces each output. */
+const WG_OUTPUTS = 1024;
+/** From this many inputs per output (with at most 64 outputs), R is split over workgroups. */
+const SPLIT_R = 16384;
 
 const LIMITS: Record<DType, [string, string]> = {
   f32: ["bitcast<f32>(0xff800000u)", "bitcast<f32>(0x7f800000u)"],
@@ -71,28 +75,87 @@ function reduce<D extends DType, O extends DType>(
   const red = mergeAxes(ax.map((i) => x.shape[i]), [ax.map((i) => strides[i])]);
   checkRank(op, Math.max(k.shape.length, red.shape.length), [x.shape]);
   const label = `${op} ${x.describe()} axes [${ax.join(", ")}] → ${fmtShape(outShape)}`;
-  const perWorkgroup = r > SMALL_R && nOut < 16384;
+  const code = CODES[op];
+  // Huge R with few outputs: split R over many workgroups, then reduce the partials.
+  const splits = op !== "argmax" && op !== "argmin" && nOut <= 64 && r >= SPLIT_R
+    ? Math.min(256, Math.ceil(r / 4096))
+    : 1;
   schedule((rt) => {
     const s = rt.alloc(nOut * 4, label);
     out.setStorage(s);
     if (nOut === 0) return;
-    const g = perWorkgroup ? grid(nOut, 1) : grid(nOut);
-    const u = new Uint32Array(8 + 32);
-    u.set([nOut, g.stride, r, k.shape.length, red.shape.length, 0, 0, 0]);
-    new Float32Array(u.buffer)[5] = op === "mean" ? 1 / r : 1;
-    putDims(u, 8, k.shape);
-    putDims(u, 16, k.strides[0]);
-    putDims(u, 24, red.shape);
-    putDims(u, 32, red.strides[0]);
-    rt.dispatch({
-      kernel: REDUCE,
-      entry: perWorkgroup ? "main_wg" : "main",
-      prefix: prefixFor(x.dtype, outDtype),
-      constants: { OP: CODES[op] },
-      bindings: [x.storage, s, u],
-      workgroups: g.groups,
-      label,
-    });
+    const launch = (
+      input: Storage,
+      output: Storage,
+      dtIn: DType,
+      dtOut: DType,
+      entry: "main" | "main_wg" | "main_split",
+      groups: number,
+      r: number,
+      kept: { shape: number[]; strides: number[][] },
+      reduced: { shape: number[]; strides: number[][] },
+      opCode: number,
+      scale: number,
+      chunk = 0,
+      splits = 1,
+    ) => {
+      const g = entry === "main" ? grid(groups) : grid(groups, 1);
+      const u = new Uint32Array(8 + 32);
+      u.set([nOut, g.stride, r, kept.shape.length, reduced.shape.length, 0, chunk, splits]);
+      new Float32Array(u.buffer)[5] = scale;
+      putDims(u, 8, kept.shape);
+      putDims(u, 16, kept.strides[0]);
+      putDims(u, 24, reduced.shape);
+      putDims(u, 32, reduced.strides[0]);
+      rt.dispatch({
+        kernel: REDUCE,
+        entry,
+        prefix: prefixFor(dtIn, dtOut),
+        constants: { OP: opCode },
+        bindings: [input, output, u],
+        workgroups: g.groups,
+        label,
+      });
+    };
+    const scale = op === "mean" ? 1 / r : 1;
+    if (splits > 1) {
+      const chunk = Math.ceil(r / splits);
+      const partial = rt.alloc(nOut * splits * 4, `${label} (partials)`);
+      launch(
+        x.storage,
+        partial,
+        x.dtype,
+        x.dtype,
+        "main_split",
+        nOut * splits,
+        r,
+        k,
+        red,
+        code,
+        1,
+        chunk,
+        splits,
+      );
+      const flat = { shape: nOut > 1 ? [nOut] : [], strides: [nOut > 1 ? [splits] : []] };
+      launch(
+        partial,
+        s,
+        x.dtype,
+        outDtype,
+        "main_wg",
+        nOut,
+        splits,
+        flat,
+        { shape: [splits], strides: [[1]] },
+        code,
+        scale,
+      );
+      partial.release();
+    } else if (r > SMALL_R && nOut < WG_OUTPUTS) {
+      launch(x.storage, s, x.dtype, outDtype, "main_wg", nOut, r, k, red, code, scale);
+    } else {
+      launch(x.storage, s, x.dtype, outDtype, "main", nOut, r, k, red, code, scale);
+    }
   });
   return out;
 }
