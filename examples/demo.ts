@@ -53,25 +53,28 @@ const checks: Check[] = [
   {
     name: "sum over axis 0",
     run: () => sum(a, 0),
-    ref: () => Array.from({ length: cols }, (_, j) => {
-      let s = 0;
-      for (let i = 0; i < rows; i++) s += av[i * cols + j];
-      return s;
-    }),
+    ref: () =>
+      Array.from({ length: cols }, (_, j) => {
+        let s = 0;
+        for (let i = 0; i < rows; i++) s += av[i * cols + j];
+        return s;
+      }),
   },
   {
     name: "argmax over axis 1",
     run: () => argmax(a, 1),
-    ref: () => Array.from({ length: rows }, (_, i) => {
-      let best = 0;
-      for (let j = 1; j < cols; j++) if (av[i * cols + j] > av[i * cols + best]) best = j;
-      return best;
-    }),
+    ref: () =>
+      Array.from({ length: rows }, (_, i) => {
+        let best = 0;
+        for (let j = 1; j < cols; j++) if (av[i * cols + j] > av[i * cols + best]) best = j;
+        return best;
+      }),
   },
   {
     name: "transpose [257,129]",
     run: () => transpose(a),
-    ref: () => Array.from({ length: rows * cols }, (_, k) => av[(k % rows) * cols + Math.floor(k / rows)]),
+    ref: () =>
+      Array.from({ length: rows * cols }, (_, k) => av[(k % rows) * cols + Math.floor(k / rows)]),
   },
 ];
 

@@ -19,7 +19,10 @@ async function probe(): Promise<{ description: string; fallback: boolean } | nul
   const a = await gpu.requestAdapter();
   if (!a) return null;
   const info = a.info as GPUAdapterInfo & { isFallbackAdapter?: boolean };
-  return { description: info.description || info.vendor, fallback: info.isFallbackAdapter ?? false };
+  return {
+    description: info.description || info.vendor,
+    fallback: info.isFallbackAdapter ?? false,
+  };
 }
 
 function exists(path: string): boolean {
