@@ -1,5 +1,6 @@
-// Cast: y = D(x), element by element. The prefix defines `alias S` (source) and `alias D`
-// (destination). Float to integer rounds toward zero and saturates, as WGSL's conversions do.
+// Cast: y = conv(x), element by element. The prefix defines `alias S` (source), `alias D`
+// (destination) and `fn conv(v: S) -> D`: float to integer rounds toward zero and saturates at the
+// integer type's range (WGSL's own conversion stops at the largest integer that is an f32).
 struct Params {
   n: u32,
   stride: u32,
@@ -17,5 +18,5 @@ fn main(@builtin(global_invocation_id) g: vec3<u32>) {
   if (i >= p.n) {
     return;
   }
-  y[i] = D(x[i]);
+  y[i] = conv(x[i]);
 }

@@ -51,10 +51,21 @@ function prefixFor(dtype: DType): string {
 /** A tensor operand, or a number that becomes a scalar of the other operand's dtype. */
 export type Operand<D extends DType> = Tensor<D> | number;
 
-function toTensor<D extends DType>(v: Operand<D>, like: DType, op: string): Tensor<D> {
+function toTensor<D extends DType>(
+  v: Operand<D>,
+  like: DType,
+  op: string,
+  other: Operand<D>,
+): Tensor<D> {
   if (typeof v !== "number") return v;
-  if (!Number.isFinite(v) && like !== "f32") {
-    throw new WgradError("value", `${op}: ${v} is not a valid ${like} scalar`);
+  const lo = like === "i32" ? -(2 ** 31) : 0;
+  const hi = like === "i32" ? 2 ** 31 - 1 : 2 ** 32 - 1;
+  if (like !== "f32" && (!Number.isInteger(v) || v < lo || v > hi)) {
+    const shape = typeof other === "number" ? "" : ` with ${other.describe()}`;
+    throw new WgradError(
+      "value",
+      `${op}: the number ${v} is not a valid ${like} operand${shape} (an integer in [${lo}, ${hi}])`,
+    );
   }
   return scalar(v, like) as Tensor<D>;
 }
@@ -68,8 +79,8 @@ export function binary<D extends DType>(op: BinaryOp, a: Operand<D>, b: Operand<
   const aNum = typeof a === "number", bNum = typeof b === "number";
   if (!aNum) checkInputs(op, [a]);
   if (!bNum) checkInputs(op, [b]);
-  const ta = toTensor(a, like, op);
-  const tb = toTensor(b, like, op);
+  const ta = toTensor(a, like, op, b);
+  const tb = toTensor(b, like, op, a);
   if (ta.dtype !== tb.dtype) {
     throw new WgradError(
       "dtype",

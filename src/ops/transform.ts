@@ -109,6 +109,17 @@ export function clone<D extends DType>(x: Tensor<D>): Tensor<D> {
   return out;
 }
 
+/** The WGSL conversion for cast: saturating at the full integer range for float → int. */
+function convFor(from: DType, to: DType): string {
+  if (from === "f32" && to === "i32") {
+    return "fn conv(v: f32) -> i32 { return select(i32(v), 2147483647i, v >= 2147483648.0); }\n";
+  }
+  if (from === "f32" && to === "u32") {
+    return "fn conv(v: f32) -> u32 { return select(u32(v), 4294967295u, v >= 4294967296.0); }\n";
+  }
+  return `fn conv(v: ${from}) -> ${to} { return ${to}(v); }\n`;
+}
+
 /**
  * Converts to another dtype. Float to integer rounds toward zero and saturates at the integer
  * type's range (negative floats become 0 as u32).
@@ -128,7 +139,7 @@ export function cast<D extends DType>(x: Tensor, dtype: D): Tensor<D> {
     const g = grid(x.size);
     rt.dispatch({
       kernel: CAST,
-      prefix: `alias S = ${x.dtype};\nalias D = ${dtype};\n`,
+      prefix: `alias S = ${x.dtype};\nalias D = ${dtype};\n${convFor(x.dtype, dtype)}`,
       bindings: [x.storage, s, new Uint32Array([x.size, g.stride, 0, 0])],
       workgroups: g.groups,
       label,
