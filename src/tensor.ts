@@ -22,6 +22,9 @@ export type TensorLike = NestedArray | readonly number[] | Float32Array | Int32A
 
 let nextId = 1;
 
+/** @internal Hooks set by other modules (the tape defers disposal of tensors it still needs). */
+export const hooks: { deferDispose: (t: Tensor) => boolean } = { deferDispose: () => false };
+
 /** Scopes collect the tensors created inside them (see {@linkcode scope}). */
 const scopes: Set<Tensor>[] = [];
 
@@ -125,6 +128,7 @@ export class Tensor<D extends DType = DType> {
   /** Gives the tensor's GPU memory back. Safe to call more than once. */
   dispose(): void {
     if (this.#disposed) return;
+    if (hooks.deferDispose(this as Tensor)) return;
     this.#disposed = true;
     for (const s of scopes) s.delete(this as Tensor);
     try {

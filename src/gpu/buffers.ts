@@ -43,7 +43,26 @@ export class Storage {
     /** Byte length of the region. */
     readonly byteLength: number,
     private readonly pool: BufferPool | null,
+    /** For a view: the region it lies in, held until the view is released. */
+    readonly parent: Storage | null = null,
   ) {}
+
+  /**
+   * A view of `byteLength` bytes at `byteOffset` inside this region (a parameter in a flat arena,
+   * say). It holds this region until it is released. Offsets must be multiples of the device's
+   * `minStorageBufferOffsetAlignment` to be bound.
+   */
+  view(byteOffset: number, byteLength: number): Storage {
+    if (byteOffset < 0 || byteLength < 0 || byteOffset + byteLength > this.byteLength) {
+      throw new Error(
+        `internal: view [${byteOffset}, ${
+          byteOffset + byteLength
+        }) outside a region of ${this.byteLength} bytes`,
+      );
+    }
+    this.retain();
+    return new Storage(this.buffer, this.offset + byteOffset, byteLength, null, this);
+  }
 
   /** Whether the region has been returned to its pool. */
   get released(): boolean {
@@ -60,7 +79,10 @@ export class Storage {
   /** Drops a holder; the last one returns the buffer to its pool. */
   release(): void {
     if (this.#refs === 0) return;
-    if (--this.#refs === 0) this.pool?.recycle(this);
+    if (--this.#refs === 0) {
+      if (this.parent) this.parent.release();
+      else this.pool?.recycle(this);
+    }
   }
 }
 

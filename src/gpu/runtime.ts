@@ -104,6 +104,35 @@ export class Runtime {
     return this.#lost;
   }
 
+  /** Registers a view made with {@linkcode Storage.view} so that kernels may bind it. */
+  adopt(view: Storage): Storage {
+    if (!view.parent || !this.#storages.has(view.parent)) {
+      throw new Error("internal: adopt() takes a view of a region of this runtime");
+    }
+    this.#storages.add(view);
+    return view;
+  }
+
+  /**
+   * Overwrites a region from the CPU with `queue.writeBuffer`. Recorded commands are submitted
+   * first, so that none of them sees the new contents.
+   */
+  write(dst: Storage, data: ArrayBufferView<ArrayBuffer>, label: string, byteOffset = 0): void {
+    this.check();
+    this.#assertOwned(dst, label);
+    if (byteOffset + data.byteLength > dst.byteLength) {
+      throw new Error(`internal: write of ${data.byteLength} bytes overruns ${label}`);
+    }
+    if (this.recorder.pending) this.flush();
+    this.device.queue.writeBuffer(
+      dst.buffer,
+      dst.offset + byteOffset,
+      data.buffer,
+      data.byteOffset,
+      data.byteLength,
+    );
+  }
+
   /** Throws if the device is lost or an earlier asynchronous GPU error is pending. */
   check(): void {
     if (this.#lost) {

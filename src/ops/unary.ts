@@ -5,6 +5,8 @@
  */
 import unarySrc from "../../shaders/unary.wgsl" with { type: "text" };
 import unaryIntSrc from "../../shaders/unary_int.wgsl" with { type: "text" };
+import unaryGradSrc from "../../shaders/unary_grad.wgsl" with { type: "text" };
+import { record, recording } from "../autodiff/tape.ts";
 import { WgradError } from "../errors.ts";
 import { schedule } from "../gpu/runtime.ts";
 import { type DType, makeTensor, type Tensor } from "../tensor.ts";
@@ -12,6 +14,7 @@ import { checkInputs, grid } from "./util.ts";
 
 const UNARY = { name: "unary", code: unarySrc };
 const UNARY_INT = { name: "unary_int", code: unaryIntSrc };
+const UNARY_GRAD = { name: "unary_grad", code: unaryGradSrc };
 
 /** Unary op codes, as numbered in `shaders/unary.wgsl`. */
 export const UNARY_OPS = {
@@ -37,6 +40,45 @@ export type UnaryOp = keyof typeof UNARY_OPS;
 
 const INT_OPS: ReadonlySet<UnaryOp> = new Set(["neg", "abs", "square", "relu", "sign"]);
 
+/**
+ * The gradient of unary op `op`: `dy · f'(x)`, from the op's input `x`, its output `y` and the
+ * output's gradient `dy` (all f32, one shape). `sign` has no gradient (zeros).
+ */
+export function unaryGrad(
+  op: UnaryOp,
+  x: Tensor<"f32">,
+  y: Tensor<"f32">,
+  dy: Tensor<"f32">,
+  alpha = 0,
+): Tensor<"f32"> {
+  const name = `${op} gradient`;
+  checkInputs(name, [x, y, dy], ["f32"]);
+  if (x.size !== y.size || x.size !== dy.size) {
+    throw new WgradError(
+      "shape",
+      `${name}: ${x.describe()}, ${y.describe()} and ${dy.describe()} must have one size`,
+    );
+  }
+  const out = makeTensor(x.shape, "f32");
+  schedule((rt) => {
+    const label = `${name} ${x.describe()}`;
+    const s = rt.alloc(x.size * 4, label);
+    out.setStorage(s);
+    if (x.size === 0) return;
+    const g = grid(x.size);
+    const u = new Uint32Array([x.size, g.stride, 0, 0]);
+    new Float32Array(u.buffer)[2] = alpha;
+    rt.dispatch({
+      kernel: UNARY_GRAD,
+      constants: { OP: UNARY_OPS[op] },
+      bindings: [x.storage, y.storage, dy.storage, s, u],
+      workgroups: g.groups,
+      label,
+    });
+  });
+  return out;
+}
+
 /** Runs unary op `op` on `x`. `alpha` parameterises elu and leaky relu. */
 export function unary<D extends DType>(op: UnaryOp, x: Tensor<D>, alpha = 0): Tensor<D> {
   const isInt = INT_OPS.has(op);
@@ -61,6 +103,10 @@ export function unary<D extends DType>(op: UnaryOp, x: Tensor<D>, alpha = 0): Te
       label,
     });
   });
+  if (x.dtype === "f32" && recording([x])) {
+    const xf = x as Tensor<"f32">, yf = out as Tensor<"f32">;
+    record(op, [x], out, (dy) => [op === "sign" ? null : unaryGrad(op, xf, yf, dy, alpha)]);
+  }
   return out;
 }
 
