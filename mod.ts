@@ -70,3 +70,13 @@ export { cast, clone, reshape, transpose } from "./src/ops/transform.ts";
 export { unaryGrad } from "./src/ops/unary.ts";
 export { grad, GradientTape, valueAndGrad, valueAndGradSync } from "./src/autodiff/grad.ts";
 export { noGrad } from "./src/autodiff/tape.ts";
+export {
+  equal,
+  greater,
+  greaterEqual,
+  less,
+  lessEqual,
+  notEqual,
+  sumTo,
+} from "./src/ops/binary.ts";
+export { broadcastTo } from "./src/ops/transform.ts";

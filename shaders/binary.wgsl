@@ -1,5 +1,7 @@
 // Element-wise binary ops with NumPy broadcasting. The prefix defines `alias T` and
-// `fn pow_op(a: T, b: T) -> T`. OP: 0 add  1 sub  2 mul  3 div  4 maximum  5 minimum  6 pow.
+// `fn pow_op(a: T, b: T) -> T`. OP: 0 add  1 sub  2 mul  3 div  4 maximum  5 minimum  6 pow
+// 7 greater  8 greaterEqual  9 less  10 lessEqual  11 equal  12 notEqual (comparisons give 1 or 0
+// in the operands' dtype).
 // MODE: 0 same shape  1 b is a scalar  2 a is a scalar  3 general (strides per output dim;
 // a stride of 0 broadcasts). Shapes arrive with adjacent dims merged, so rank is small.
 override OP: u32 = 0u;
@@ -29,6 +31,12 @@ fn apply(u: T, v: T) -> T {
     case 4u: { return max(u, v); }
     case 5u: { return min(u, v); }
     case 6u: { return pow_op(u, v); }
+    case 7u: { return select(T(0), T(1), u > v); }
+    case 8u: { return select(T(0), T(1), u >= v); }
+    case 9u: { return select(T(0), T(1), u < v); }
+    case 10u: { return select(T(0), T(1), u <= v); }
+    case 11u: { return select(T(0), T(1), u == v); }
+    case 12u: { return select(T(0), T(1), u != v); }
     default: { return u; }
   }
 }

@@ -5,7 +5,11 @@
 import binarySrc from "../../shaders/binary.wgsl" with { type: "text" };
 import { fmtShape, WgradError } from "../errors.ts";
 import { opLabel, schedule } from "../gpu/runtime.ts";
+import { record, recording } from "../autodiff/tape.ts";
 import { type DType, makeTensor, scalar, type Tensor } from "../tensor.ts";
+import { sum } from "./reduce.ts";
+import { reshape } from "./transform.ts";
+import { log, neg } from "./unary.ts";
 import {
   broadcastShapes,
   broadcastStrides,
@@ -27,6 +31,12 @@ export const BINARY_OPS = {
   maximum: 4,
   minimum: 5,
   pow: 6,
+  greater: 7,
+  greaterEqual: 8,
+  less: 9,
+  lessEqual: 10,
+  equal: 11,
+  notEqual: 12,
 } as const;
 
 /** The name of a binary op. */
@@ -122,9 +132,98 @@ export function binary<D extends DType>(op: BinaryOp, a: Operand<D>, b: Operand<
       label,
     });
   });
+  if (ta.dtype === "f32" && op in GRADS && recording([ta, tb])) {
+    const fa = ta as Tensor<"f32">, fb = tb as Tensor<"f32">, y = out as Tensor<"f32">;
+    record(op, [ta, tb], out, (dy) => GRADS[op]!(fa, fb, y, dy));
+  }
   if (aNum) ta.dispose();
   if (bNum) tb.dispose();
   return out;
+}
+
+type F = Tensor<"f32">;
+/** Gradients of the differentiable binary ops at the output shape, reduced to each input's shape. */
+const GRADS: Partial<Record<BinaryOp, (a: F, b: F, y: F, dy: F) => [F | null, F | null]>> = {
+  add: (a, b, _y, dy) => [sumTo(dy, a.shape), sumTo(dy, b.shape)],
+  sub: (a, b, _y, dy) => [sumTo(dy, a.shape), sumToOwned(neg(dy), b.shape)],
+  mul: (a, b, _y, dy) => [sumToOwned(mul(dy, b), a.shape), sumToOwned(mul(dy, a), b.shape)],
+  div: (a, b, y, dy) => {
+    const da = div(dy, b);
+    const t = mul(da, y);
+    const db = neg(t);
+    t.dispose();
+    return [sumToOwned(da, a.shape), sumToOwned(db, b.shape)];
+  },
+  maximum: (a, b, _y, dy) => maskGrads(binary("greaterEqual", a, b), a, b, dy),
+  minimum: (a, b, _y, dy) => maskGrads(binary("lessEqual", a, b), a, b, dy),
+  pow: (a, b, y, dy) => {
+    // d/da a^b = b·a^(b−1); d/db a^b = a^b·ln a, taken as 0 where a ≤ 0 (as TensorFlow does).
+    const bm1 = sub(b, 1);
+    const p = pow(a, bm1);
+    const t1 = mul(p, b);
+    const da = mul(dy, t1);
+    const pos = binary("greater", a, 0);
+    const safe = maximum(a, 1e-30);
+    const ln = log(safe);
+    const lnm = mul(ln, pos);
+    const t2 = mul(y, lnm);
+    const db = mul(dy, t2);
+    for (const t of [bm1, p, t1, pos, safe, ln, lnm, t2]) t.dispose();
+    return [sumToOwned(da, a.shape), sumToOwned(db, b.shape)];
+  },
+};
+
+function maskGrads(mask: F, a: F, b: F, dy: F): [F, F] {
+  const da = mul(dy, mask);
+  const db = sub(dy, da);
+  mask.dispose();
+  return [sumToOwned(da, a.shape), sumToOwned(db, b.shape)];
+}
+
+/** Sums a gradient over the axes that broadcasting added or stretched, back to `shape`. */
+export function sumTo(g: F, shape: readonly number[]): F {
+  const lead = g.rank - shape.length;
+  const axes: number[] = [];
+  for (let i = 0; i < g.rank; i++) {
+    if (i < lead || (shape[i - lead] === 1 && g.shape[i] !== 1)) axes.push(i);
+  }
+  if (axes.length === 0) return reshape(g, shape);
+  const s = sum(g, axes);
+  const r = reshape(s, shape);
+  s.dispose();
+  return r;
+}
+
+/** {@linkcode sumTo}, disposing `g` (a temporary). */
+function sumToOwned(g: F, shape: readonly number[]): F {
+  const r = sumTo(g, shape);
+  g.dispose();
+  return r;
+}
+
+/** 1 where a > b, else 0 (broadcasting). */
+export function greater<D extends DType>(a: Operand<D>, b: Operand<D>): Tensor<D> {
+  return binary("greater", a, b);
+}
+/** 1 where a ≥ b, else 0 (broadcasting). */
+export function greaterEqual<D extends DType>(a: Operand<D>, b: Operand<D>): Tensor<D> {
+  return binary("greaterEqual", a, b);
+}
+/** 1 where a < b, else 0 (broadcasting). */
+export function less<D extends DType>(a: Operand<D>, b: Operand<D>): Tensor<D> {
+  return binary("less", a, b);
+}
+/** 1 where a ≤ b, else 0 (broadcasting). */
+export function lessEqual<D extends DType>(a: Operand<D>, b: Operand<D>): Tensor<D> {
+  return binary("lessEqual", a, b);
+}
+/** 1 where a = b, else 0 (broadcasting). */
+export function equal<D extends DType>(a: Operand<D>, b: Operand<D>): Tensor<D> {
+  return binary("equal", a, b);
+}
+/** 1 where a ≠ b, else 0 (broadcasting). */
+export function notEqual<D extends DType>(a: Operand<D>, b: Operand<D>): Tensor<D> {
+  return binary("notEqual", a, b);
 }
 
 /** a + b, broadcasting. */

@@ -4,7 +4,10 @@
  */
 import reduceSrc from "../../shaders/reduce.wgsl" with { type: "text" };
 import { fmtShape, WgradError } from "../errors.ts";
+import { record, recording } from "../autodiff/tape.ts";
 import { schedule, type Storage } from "../gpu/runtime.ts";
+import { div, equal, mul } from "./binary.ts";
+import { broadcastTo, reshape } from "./transform.ts";
 import { type DType, makeTensor, type Tensor } from "../tensor.ts";
 import {
   checkInputs,
@@ -157,6 +160,40 @@ function reduce<D extends DType, O extends DType>(
       launch(x.storage, s, x.dtype, outDtype, "main", nOut, r, k, red, code, scale);
     }
   });
+  if (x.dtype === "f32" && op !== "argmax" && op !== "argmin" && recording([x])) {
+    const keptShape = x.shape.map((d, i) => (ax.includes(i) ? 1 : d));
+    const xf = x as Tensor<"f32">, yf = out as Tensor<"f32">;
+    record(op, [x], out, (dy) => [reduceGrad(op, xf, yf, dy, ax, keptShape, r)]);
+  }
+  return out;
+}
+
+/** The gradient of a reduction, broadcast back to the input's shape. */
+function reduceGrad(
+  op: ReduceOp,
+  x: Tensor<"f32">,
+  y: Tensor<"f32">,
+  dy: Tensor<"f32">,
+  axes: number[],
+  keptShape: number[],
+  r: number,
+): Tensor<"f32"> {
+  const dyk = reshape(dy, keptShape);
+  const g = broadcastTo(dyk, x.shape);
+  dyk.dispose();
+  if (op === "sum") return g;
+  if (op === "mean") {
+    const m = mul(g, 1 / r);
+    g.dispose();
+    return m;
+  }
+  // max/min: the gradient goes to the elements equal to the extreme, shared equally among ties.
+  const yk = reshape(y, keptShape);
+  const mask = equal(x, yk);
+  const count = sum(mask, axes, { keepDims: true });
+  const share = div(mask, count);
+  const out = mul(g, share);
+  for (const t of [yk, mask, count, share, g]) t.dispose();
   return out;
 }
 

@@ -7,7 +7,18 @@ import transposeSrc from "../../shaders/transpose.wgsl" with { type: "text" };
 import { fmtShape, WgradError } from "../errors.ts";
 import { schedule } from "../gpu/runtime.ts";
 import { checkShape, type DType, makeTensor, type Tensor } from "../tensor.ts";
-import { checkInputs, checkRank, grid, mergeAxes, putDims, stridesOf } from "./util.ts";
+import { record, recording } from "../autodiff/tape.ts";
+import { sumTo } from "./binary.ts";
+import {
+  broadcastShapes,
+  broadcastStrides,
+  checkInputs,
+  checkRank,
+  grid,
+  mergeAxes,
+  putDims,
+  stridesOf,
+} from "./util.ts";
 
 const TRANSPOSE = { name: "transpose", code: transposeSrc };
 const CAST = { name: "cast", code: castSrc };
@@ -45,6 +56,69 @@ export function reshape<D extends DType>(x: Tensor<D>, shape: readonly number[])
   }
   const out = makeTensor(s, x.dtype);
   schedule(() => out.setStorage(x.storage.retain()));
+  if (x.dtype === "f32" && recording([x])) {
+    record("reshape", [x], out, (dy) => [reshape(dy, x.shape)]);
+  }
+  return out;
+}
+
+/**
+ * Repeats `x` along axes of size 1 (and new leading axes) to `shape`, as NumPy's
+ * `broadcast_to`; the result is a new tensor.
+ */
+export function broadcastTo<D extends DType>(x: Tensor<D>, shape: readonly number[]): Tensor<D> {
+  checkInputs("broadcastTo", [x]);
+  checkShape(shape, "broadcastTo");
+  const out = broadcastShapes("broadcastTo", x.shape, shape);
+  if (fmtShape(out) !== fmtShape(shape)) {
+    throw new WgradError(
+      "shape",
+      `broadcastTo: ${x.describe()} cannot be broadcast to ${fmtShape(shape)}`,
+    );
+  }
+  const y = gatherStrided(
+    x,
+    shape,
+    broadcastStrides(x.shape, shape),
+    `broadcastTo ${x.describe()} → ${fmtShape(shape)}`,
+  );
+  if (x.dtype === "f32" && recording([x])) {
+    record("broadcastTo", [x], y, (dy) => [sumTo(dy, x.shape)]);
+  }
+  return y;
+}
+
+/** y[i] = x[Σ coord_k(i) · strides[k]] over the output `shape` (transpose.wgsl). */
+function gatherStrided<D extends DType>(
+  x: Tensor<D>,
+  shape: readonly number[],
+  strides: readonly number[],
+  label: string,
+): Tensor<D> {
+  const out = makeTensor(shape, x.dtype);
+  const m = mergeAxes(shape, [strides]);
+  checkRank(label, m.shape.length, [x.shape, shape]);
+  schedule((rt) => {
+    const s = rt.alloc(out.size * 4, label);
+    out.setStorage(s);
+    if (out.size === 0) return;
+    if (m.shape.length <= 1 && (m.strides[0][0] ?? 1) === 1 && out.size === x.size) {
+      rt.copy(x.storage, s, x.size * 4, label);
+      return;
+    }
+    const g = grid(out.size);
+    const u = new Uint32Array(4 + 16);
+    u.set([out.size, g.stride, m.shape.length, 0]);
+    putDims(u, 4, m.shape);
+    putDims(u, 12, m.strides[0]);
+    rt.dispatch({
+      kernel: TRANSPOSE,
+      prefix: `alias T = ${x.dtype};\n`,
+      bindings: [x.storage, s, u],
+      workgroups: g.groups,
+      label,
+    });
+  });
   return out;
 }
 
@@ -67,32 +141,18 @@ export function transpose<D extends DType>(x: Tensor<D>, perm?: readonly number[
     );
   }
   const outShape = p.map((a) => x.shape[a]);
-  const out = makeTensor(outShape, x.dtype);
   const inStrides = stridesOf(x.shape);
-  const m = mergeAxes(outShape, [p.map((a) => inStrides[a])]);
-  checkRank("transpose", m.shape.length, [x.shape]);
-  const label = `transpose ${x.describe()} perm [${p.join(", ")}]`;
-  schedule((rt) => {
-    const s = rt.alloc(x.size * 4, label);
-    out.setStorage(s);
-    if (x.size === 0) return;
-    if (m.shape.length <= 1 && (m.strides[0][0] ?? 1) === 1) {
-      rt.copy(x.storage, s, x.size * 4, label); // the permutation moves only size-1 axes
-      return;
-    }
-    const g = grid(x.size);
-    const u = new Uint32Array(4 + 16);
-    u.set([x.size, g.stride, m.shape.length, 0]);
-    putDims(u, 4, m.shape);
-    putDims(u, 12, m.strides[0]);
-    rt.dispatch({
-      kernel: TRANSPOSE,
-      prefix: `alias T = ${x.dtype};\n`,
-      bindings: [x.storage, s, u],
-      workgroups: g.groups,
-      label,
-    });
-  });
+  const out = gatherStrided(
+    x,
+    outShape,
+    p.map((a) => inStrides[a]),
+    `transpose ${x.describe()} perm [${p.join(", ")}]`,
+  );
+  if (x.dtype === "f32" && recording([x])) {
+    const inverse = new Array<number>(rank);
+    p.forEach((a, i) => (inverse[a] = i));
+    record("transpose", [x], out, (dy) => [transpose(dy, inverse)]);
+  }
   return out;
 }
 
@@ -106,6 +166,9 @@ export function clone<D extends DType>(x: Tensor<D>): Tensor<D> {
     out.setStorage(s);
     rt.copy(x.storage, s, x.size * 4, label);
   });
+  if (x.dtype === "f32" && recording([x])) {
+    record("clone", [x], out, (dy) => [reshape(dy, x.shape)]);
+  }
   return out;
 }
 
