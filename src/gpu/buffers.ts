@@ -28,6 +28,12 @@ export function sizeClass(bytes: number): number {
   return Math.ceil(bytes / step) * step;
 }
 
+/** Where a released region's buffer goes: the pool, or a captured plan that owns it. */
+export interface Recycler {
+  /** Takes back the buffer of a region whose last holder released it. */
+  recycle(s: Storage): void;
+}
+
 /**
  * A region of a GPU buffer that holds one tensor's elements. Reference-counted: views (reshape)
  * share it, and it returns to its pool when the last holder releases it.
@@ -42,7 +48,7 @@ export class Storage {
     readonly offset: number,
     /** Byte length of the region. */
     readonly byteLength: number,
-    private readonly pool: BufferPool | null,
+    private recycler: Recycler | null,
     /** For a view: the region it lies in, held until the view is released. */
     readonly parent: Storage | null = null,
   ) {}
@@ -69,6 +75,11 @@ export class Storage {
     return this.#refs === 0;
   }
 
+  /** @internal Changes where the buffer goes when the region is released. */
+  setRecycler(r: Recycler | null): void {
+    this.recycler = r;
+  }
+
   /** Adds a holder. */
   retain(): this {
     if (this.#refs === 0) throw new Error("internal: retain of a released storage");
@@ -81,7 +92,7 @@ export class Storage {
     if (this.#refs === 0) return;
     if (--this.#refs === 0) {
       if (this.parent) this.parent.release();
-      else this.pool?.recycle(this);
+      else this.recycler?.recycle(this);
     }
   }
 }
@@ -101,7 +112,7 @@ export interface MemoryInfo {
 }
 
 /** A pool of storage buffers in size classes, with a cap on the bytes it keeps unused. */
-export class BufferPool {
+export class BufferPool implements Recycler {
   #clean = new Map<number, GPUBuffer[]>();
   #dirty = new Map<number, GPUBuffer[]>();
   #bytesAllocated = 0;
@@ -171,6 +182,12 @@ export class BufferPool {
 
   /** Returns a released region's buffer to the pool (or destroys it beyond the cap). */
   recycle(s: Storage): void {
+    this.recycleBuffer(s.buffer);
+  }
+
+  /** Returns a buffer that this pool handed out to the pool. */
+  recycleBuffer(buffer: GPUBuffer): void {
+    const s = { buffer };
     const size = s.buffer.size;
     this.#buffersInUse--;
     if (this.#bytesPooled + size > this.capBytes) {

@@ -8,7 +8,7 @@
  * @module
  */
 import { fmtShape, WgradError } from "../errors.ts";
-import { BufferPool, type MemoryInfo, sizeClass, Storage } from "./buffers.ts";
+import { BufferPool, type MemoryInfo, type Recycler, sizeClass, Storage } from "./buffers.ts";
 import { type DeviceContext, type GpuInfo, requestDeviceContext } from "./device.ts";
 import { Recorder } from "./recorder.ts";
 
@@ -50,6 +50,95 @@ interface CachedPipeline {
   name: string;
 }
 
+type Command =
+  | {
+    kind: "dispatch";
+    pipeline: GPUComputePipeline;
+    bindGroup: GPUBindGroup;
+    x: number;
+    y: number;
+    z: number;
+    label: string;
+  }
+  | {
+    kind: "copy";
+    src: GPUBuffer;
+    srcOffset: number;
+    dst: GPUBuffer;
+    dstOffset: number;
+    bytes: number;
+    label: string;
+  }
+  | { kind: "clear"; buf: GPUBuffer; offset: number; bytes: number; label: string };
+
+/**
+ * A recorded sequence of GPU commands that can be replayed: a compiled training or inference
+ * step. Made by {@linkcode Runtime.capture}; owns the buffers its commands use (other than those
+ * that existed before the capture) and its uniform blocks.
+ */
+export class Plan {
+  #disposed = false;
+  /** @internal */
+  constructor(
+    private readonly rt: Runtime,
+    /** The commands, in order. */
+    readonly commands: readonly Command[],
+    private readonly owned: Map<GPUBuffer, Storage>,
+    private readonly uniforms: GPUBuffer[],
+    /** A name for messages. */
+    readonly label: string,
+  ) {}
+
+  /** Number of dispatches in one replay. */
+  get dispatches(): number {
+    return this.commands.filter((c) => c.kind === "dispatch").length;
+  }
+
+  /** Bytes of GPU buffers the plan owns (intermediate tensors). */
+  get bytes(): number {
+    let n = 0;
+    for (const b of this.owned.keys()) n += b.size;
+    return n;
+  }
+
+  /** Records every command of the plan again, into the current submit. */
+  replay(): void {
+    if (this.#disposed) {
+      throw new WgradError("disposed", `plan "${this.label}" was replayed after dispose()`);
+    }
+    this.rt.replay(this.commands);
+  }
+
+  /** Gives the plan's buffers back. Tensors made during the capture must be disposed first. */
+  dispose(): void {
+    if (this.#disposed) return;
+    this.#disposed = true;
+    this.rt.releasePlan(this.owned, this.uniforms);
+  }
+}
+
+/** Capture state: commands recorded instead of executed, and the buffers handed out meanwhile. */
+class Capture implements Recycler {
+  readonly commands: Command[] = [];
+  /** Every buffer acquired during the capture, with the first region made on it. */
+  readonly owned = new Map<GPUBuffer, Storage>();
+  /** Buffers whose regions were released during the capture, by size: reusable within it. */
+  readonly free = new Map<number, GPUBuffer[]>();
+  /** Buffers written from the CPU during the capture (constants): never reused within it. */
+  readonly pinned = new Set<GPUBuffer>();
+  readonly uniformBuffers: GPUBuffer[] = [];
+  uniformCpu: Uint8Array<ArrayBuffer> | null = null;
+  uniformUsed = 0;
+  open = true;
+
+  recycle(s: Storage): void {
+    if (!this.open || this.pinned.has(s.buffer)) return;
+    let list = this.free.get(s.buffer.size);
+    if (!list) this.free.set(s.buffer.size, list = []);
+    list.push(s.buffer);
+  }
+}
+
 const MAX_PENDING_COMMANDS = 2048;
 const POOL_CAP_BYTES = 512 * 1024 * 1024;
 
@@ -73,6 +162,7 @@ export class Runtime {
   #storages = new WeakSet<Storage>();
   readonly #maxBinding: number;
   readonly #maxGroups: number;
+  #capture: Capture | null = null;
 
   constructor(ctx: DeviceContext) {
     this.device = ctx.device;
@@ -124,6 +214,7 @@ export class Runtime {
       throw new Error(`internal: write of ${data.byteLength} bytes overruns ${label}`);
     }
     if (this.recorder.pending) this.flush();
+    this.#capture?.pinned.add(dst.buffer);
     this.device.queue.writeBuffer(
       dst.buffer,
       dst.offset + byteOffset,
@@ -191,7 +282,23 @@ export class Runtime {
   alloc(bytes: number, what: string, bindable = true): Storage {
     this.check();
     if (bindable) this.#checkBindable(bytes, what);
-    const s = this.pool.acquire(bytes, what);
+    const c = this.#capture;
+    let s: Storage;
+    if (c) {
+      const reuse = c.free.get(sizeClass(Math.max(4, bytes)))?.pop();
+      if (reuse) {
+        s = new Storage(reuse, 0, bytes, c);
+      } else {
+        s = this.pool.acquire(bytes, what);
+        s.setRecycler(c);
+        c.owned.set(s.buffer, s);
+      }
+      let holders = this.#captureHolders.get(s.buffer);
+      if (!holders) this.#captureHolders.set(s.buffer, holders = new Set());
+      holders.add(s);
+    } else {
+      s = this.pool.acquire(bytes, what);
+    }
     this.#storages.add(s);
     return s;
   }
@@ -200,7 +307,14 @@ export class Runtime {
   upload(data: ArrayBufferView<ArrayBuffer>, what: string): Storage {
     this.check();
     this.#checkBindable(data.byteLength, what);
+    const c = this.#capture;
     const s = this.pool.acquire(data.byteLength, what, true);
+    if (c) {
+      // A constant of the captured step: written once now, never reused within the capture.
+      s.setRecycler(c);
+      c.owned.set(s.buffer, s);
+      c.pinned.add(s.buffer);
+    }
     this.#storages.add(s);
     if (data.byteLength) {
       this.device.queue.writeBuffer(
@@ -287,13 +401,28 @@ export class Runtime {
           resource: { buffer: b.buffer, offset: b.offset, size: Math.max(4, b.byteLength) },
         });
       } else {
-        entries.push({ binding: i, resource: this.recorder.uniforms.alloc(b) });
+        entries.push({
+          binding: i,
+          resource: this.#capture ? this.#captureUniform(b) : this.recorder.uniforms.alloc(b),
+        });
       }
     }
     const p = this.#pipeline(spec);
     const label = `${spec.label} (kernel "${p.name}")`;
     this.recorder.openScope();
     const bindGroup = this.device.createBindGroup({ layout: p.layout, entries, label });
+    if (this.#capture) {
+      this.#capture.commands.push({
+        kind: "dispatch",
+        pipeline: p.pipeline,
+        bindGroup,
+        x,
+        y,
+        z,
+        label,
+      });
+      return;
+    }
     this.recorder.dispatch(p.pipeline, bindGroup, x, y, z, label);
     if (this.recorder.pending >= MAX_PENDING_COMMANDS) this.flush();
   }
@@ -304,6 +433,18 @@ export class Runtime {
     this.#assertOwned(src, label);
     this.#assertOwned(dst, label);
     if (bytes === 0) return;
+    if (this.#capture) {
+      this.#capture.commands.push({
+        kind: "copy",
+        src: src.buffer,
+        srcOffset: src.offset + srcByte,
+        dst: dst.buffer,
+        dstOffset: dst.offset + dstByte,
+        bytes,
+        label,
+      });
+      return;
+    }
     this.recorder.copy(
       src.buffer,
       src.offset + srcByte,
@@ -319,7 +460,18 @@ export class Runtime {
     this.check();
     this.#assertOwned(dst, label);
     if (dst.byteLength === 0) return;
-    this.recorder.clear(dst.buffer, dst.offset, Math.ceil(dst.byteLength / 4) * 4, label);
+    const bytes = Math.ceil(dst.byteLength / 4) * 4;
+    if (this.#capture) {
+      this.#capture.commands.push({
+        kind: "clear",
+        buf: dst.buffer,
+        offset: dst.offset,
+        bytes,
+        label,
+      });
+      return;
+    }
+    this.recorder.clear(dst.buffer, dst.offset, bytes, label);
   }
 
   /**
@@ -366,6 +518,12 @@ export class Runtime {
   /** Reads a region back to the CPU through a staging buffer. */
   async read(s: Storage, label: string): Promise<ArrayBuffer> {
     this.check();
+    if (this.#capture) {
+      throw new WgradError(
+        "value",
+        `read ${label}: data cannot be read back while a step is being captured (it has not run)`,
+      );
+    }
     this.#assertOwned(s, label);
     const bytes = s.byteLength;
     if (bytes === 0) return new ArrayBuffer(0);
@@ -407,6 +565,114 @@ export class Runtime {
     else staging.destroy();
     return out;
   }
+
+  #captureUniform(data: UniformData): GPUBufferBinding {
+    const c = this.#capture!;
+    const align = Math.max(16, this.limits.minUniformBufferOffsetAlignment);
+    const chunk = 65536;
+    const size = Math.ceil(data.byteLength / 16) * 16;
+    if (!c.uniformCpu || c.uniformUsed + size > chunk) {
+      this.#sealUniforms(c);
+      c.uniformBuffers.push(
+        this.device.createBuffer({
+          size: chunk,
+          usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST,
+          label: "wgrad plan uniforms",
+        }),
+      );
+      c.uniformCpu = new Uint8Array(chunk);
+      c.uniformUsed = 0;
+    }
+    const offset = c.uniformUsed;
+    c.uniformCpu.set(new Uint8Array(data.buffer, data.byteOffset, data.byteLength), offset);
+    c.uniformUsed = Math.ceil((offset + size) / align) * align;
+    return { buffer: c.uniformBuffers[c.uniformBuffers.length - 1], offset, size };
+  }
+
+  #sealUniforms(c: Capture): void {
+    if (c.uniformCpu && c.uniformUsed) {
+      const buf = c.uniformBuffers[c.uniformBuffers.length - 1];
+      this.device.queue.writeBuffer(buf, 0, c.uniformCpu, 0, Math.min(c.uniformUsed, buf.size));
+    }
+    c.uniformCpu = null;
+  }
+
+  /**
+   * Captures the GPU commands that `fn` records, without running them, into a {@linkcode Plan}
+   * to replay later (a compiled training step). Buffers allocated during the capture belong to
+   * the plan; regions released during it are reused within it, as a memory plan; data uploaded
+   * during it is written once and kept. Nothing may be read back during a capture.
+   */
+  capture(label: string, fn: () => void): Plan {
+    this.check();
+    if (this.#capture) throw new Error("internal: captures do not nest");
+    this.flush();
+    const c = new Capture();
+    this.#capture = c;
+    try {
+      fn();
+    } catch (e) {
+      this.#capture = null;
+      c.open = false;
+      this.releasePlan(c.owned, c.uniformBuffers);
+      throw e;
+    }
+    this.#capture = null;
+    c.open = false;
+    this.#sealUniforms(c);
+    return new Plan(this, c.commands, c.owned, c.uniformBuffers, label);
+  }
+
+  /** Whether a capture is in progress. */
+  get capturing(): boolean {
+    return this.#capture !== null;
+  }
+
+  /** @internal Records captured commands into the current submit. */
+  replay(commands: readonly Command[]): void {
+    this.check();
+    if (this.#capture) {
+      this.#capture.commands.push(...commands);
+      return;
+    }
+    const r = this.recorder;
+    for (const c of commands) {
+      if (c.kind === "dispatch") r.dispatch(c.pipeline, c.bindGroup, c.x, c.y, c.z, c.label);
+      else if (c.kind === "copy") r.copy(c.src, c.srcOffset, c.dst, c.dstOffset, c.bytes, c.label);
+      else r.clear(c.buf, c.offset, c.bytes, c.label);
+    }
+    if (r.pending >= MAX_PENDING_COMMANDS) this.flush();
+  }
+
+  /**
+   * @internal Returns a plan's buffers to the pool. A buffer that a live tensor still holds (a
+   * tensor made during the capture and kept) goes back when that tensor releases it.
+   */
+  releasePlan(owned: Map<GPUBuffer, Storage>, uniforms: GPUBuffer[]): void {
+    if (this.recorder.pending) this.flush();
+    for (const [buf, first] of owned) {
+      const holders = this.#captureHolders.get(buf);
+      const live = holders ? [...holders].filter((s) => !s.released) : [];
+      if (!first.released && !live.includes(first)) live.push(first);
+      if (live.length) {
+        // The last live region releases the buffer to the pool.
+        let left = live.length;
+        const back: Recycler = {
+          recycle: () => {
+            if (--left === 0) this.pool.recycleBuffer(buf);
+          },
+        };
+        for (const s of live) s.setRecycler(back);
+      } else {
+        this.pool.recycleBuffer(buf);
+      }
+      this.#captureHolders.delete(buf);
+    }
+    for (const u of uniforms) u.destroy();
+  }
+
+  /** Regions made on capture-owned buffers, so that a released plan can find live holders. */
+  #captureHolders = new Map<GPUBuffer, Set<Storage>>();
 
   /** Releases the device. Tensors created on it become unusable. */
   destroy(): void {

@@ -1,0 +1,93 @@
+/**
+ * Batch gather for training from GPU-resident data sets: the batch's rows are picked through a
+ * permutation on the GPU, bytes are converted and normalised on the way, so that a training step
+ * moves no data from the CPU.
+ * @module
+ */
+import gatherSrc from "../../shaders/gather.wgsl" with { type: "text" };
+import { fmtShape, WgradError } from "../errors.ts";
+import { schedule } from "../gpu/runtime.ts";
+import { type DType, makeTensor, type Tensor } from "../tensor.ts";
+import { checkInputs, grid } from "./util.ts";
+
+const GATHER = { name: "gather", code: gatherSrc };
+
+/** Where the rows come from. */
+export interface GatherSource {
+  /** The rows, back to back: bytes packed four per u32 word (`"u8"`), or 32-bit values. */
+  data: Tensor;
+  /** `"u8"`: bytes normalised to f32; otherwise the element type of `data`. */
+  kind: "u8" | DType;
+  /** Number of rows. */
+  rows: number;
+  /** The shape of one row (e.g. [28, 28]). */
+  rowShape: readonly number[];
+}
+
+/** Options of {@linkcode gatherRows}. */
+export interface GatherOptions {
+  /** For bytes: out = byte · scale + shift (default 1/255 and 0: [0, 1]). */
+  scale?: number;
+  /** See `scale`. */
+  shift?: number;
+}
+
+/**
+ * Rows `perm[step[1] + b]` for b < `batch`, as a tensor `[batch, ...rowShape]`. `perm` is a u32
+ * permutation of the rows; `step` a u32 tensor whose element 1 holds the batch's first position
+ * (updated per step with `Runtime.write` when replayed).
+ */
+export function gatherRows(
+  src: GatherSource,
+  perm: Tensor<"u32">,
+  step: Tensor<"u32">,
+  batch: number,
+  options: GatherOptions = {},
+): Tensor {
+  checkInputs("gatherRows", [src.data, perm, step]);
+  if (perm.dtype !== "u32" || step.dtype !== "u32") {
+    throw new WgradError(
+      "dtype",
+      `gatherRows: perm and step must be u32, got ${perm.describe()}, ${step.describe()}`,
+    );
+  }
+  const features = src.rowShape.reduce((a, b) => a * b, 1);
+  const words = src.kind === "u8" ? Math.ceil(src.rows * features / 4) : src.rows * features;
+  if (src.data.size < words) {
+    throw new WgradError(
+      "shape",
+      `gatherRows: ${src.data.describe()} holds fewer than ${src.rows} rows of ${
+        fmtShape(src.rowShape)
+      }`,
+    );
+  }
+  if (!Number.isInteger(batch) || batch < 1 || batch > perm.size) {
+    throw new WgradError(
+      "value",
+      `gatherRows: batch ${batch} must be an integer in [1, ${perm.size}]`,
+    );
+  }
+  const outType: DType = src.kind === "u8" ? "f32" : src.kind;
+  const out = makeTensor([batch, ...src.rowShape], outType);
+  const n = batch * features;
+  const { scale = 1 / 255, shift = 0 } = options;
+  schedule((rt) => {
+    const label = `gather ${batch} rows of ${fmtShape(src.rowShape)} from ${src.data.describe()}`;
+    const s = rt.alloc(n * 4, label);
+    out.setStorage(s);
+    const g = grid(n);
+    const u = new Uint32Array([n, g.stride, features, src.rows, 0, 0, 0, 0]);
+    const f = new Float32Array(u.buffer);
+    f[4] = scale;
+    f[5] = shift;
+    rt.dispatch({
+      kernel: GATHER,
+      prefix: `alias T = ${outType};\n`,
+      constants: { MODE: src.kind === "u8" ? 0 : 1 },
+      bindings: [src.data.storage, perm.storage, step.storage, s, u],
+      workgroups: g.groups,
+      label,
+    });
+  });
+  return out;
+}
