@@ -1,6 +1,7 @@
 // Inverted dropout: y = x · keep / (1 − rate), keep = (u ≥ rate) for a uniform u in [0, 1) drawn by
-// Philox4x32-10 from key (rng[0], rng[1]) and counter (i / 4, salt, rng[2], rng[3]), word i % 4.
-// rng[2] is the step, so a replayed training step draws a new mask when the step is advanced;
+// Philox4x32-10 from key (rng[0], rng[1]) and counter (i / 4, salt, rng[2], 0), word i % 4.
+// rng[2] is the step, so a replayed training step draws a new mask when the step is advanced
+// (rng[3] is the batch position that the gather kernel reads);
 // the same kernel applied to the output gradient reproduces the same mask for backward.
 struct Params {
   n: u32,
@@ -44,7 +45,7 @@ fn main(@builtin(global_invocation_id) g: vec3<u32>) {
   if (i >= p.n) {
     return;
   }
-  let r = philox(vec4<u32>(i >> 2u, p.salt, rng[2], rng[3]), vec2<u32>(rng[0], rng[1]));
+  let r = philox(vec4<u32>(i >> 2u, p.salt, rng[2], 0u), vec2<u32>(rng[0], rng[1]));
   let w = r[i & 3u];
   let u = f32(w >> 8u) * (1.0 / 16777216.0);
   y[i] = select(0.0, x[i] / (1.0 - p.rate), u >= p.rate);

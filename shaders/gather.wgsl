@@ -1,6 +1,6 @@
 // Batch gather: out[b, j] = f(src[row(b) * F + j]) for b < batch, j < F, where
-// row(b) = perm[step[1] + b] (the shuffled order; step[1] is the batch's first position, written
-// once per step). MODE 0: src holds bytes (4 per u32 word) and f(v) = v·scale + shift, giving f32;
+// row(b) = perm[step[3] + b] (the shuffled order; step[3] is the batch's first position, written
+// once per step; step[0..2] are the random state that dropout reads). MODE 0: src holds bytes (4 per u32 word) and f(v) = v·scale + shift, giving f32;
 // MODE 1: src holds 32-bit values copied as they are (T: f32, i32 or u32).
 override MODE: u32 = 0u;
 
@@ -29,7 +29,7 @@ fn main(@builtin(global_invocation_id) g: vec3<u32>) {
   }
   let b = i / p.features;
   let j = i - b * p.features;
-  let row = min(perm[step[1] + b], p.rows - 1u);
+  let row = min(perm[step[3] + b], p.rows - 1u);
   let k = row * p.features + j;
   if (MODE == 0u) {
     let byte = (src[k >> 2u] >> (8u * (k & 3u))) & 0xffu;

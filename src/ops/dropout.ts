@@ -14,10 +14,11 @@ import { checkInputs, grid } from "./util.ts";
 const DROPOUT = { name: "dropout", code: dropoutSrc };
 
 /**
- * A random-state tensor for {@linkcode dropout}: u32 `[seedLo, seedHi, step, stream]`. Compiled
- * training keeps one per model and advances `step` each step.
+ * A step-state tensor: u32 `[seedLo, seedHi, step, batchStart]`. {@linkcode dropout} draws from
+ * the first three, the batch gather reads the fourth. Compiled training keeps one per model and
+ * advances `step` (and `batchStart`) each step.
  */
-export function rngState(seed: number, step = 0, stream = 0): Tensor<"u32"> {
+export function rngState(seed: number, step = 0, batchStart = 0): Tensor<"u32"> {
   if (!Number.isSafeInteger(seed) || seed < 0) {
     throw new WgradError(
       "value",
@@ -25,7 +26,7 @@ export function rngState(seed: number, step = 0, stream = 0): Tensor<"u32"> {
     );
   }
   return tensor(
-    new Uint32Array([seed >>> 0, Math.floor(seed / 2 ** 32) >>> 0, step >>> 0, stream >>> 0]),
+    new Uint32Array([seed >>> 0, Math.floor(seed / 2 ** 32) >>> 0, step >>> 0, batchStart >>> 0]),
   );
 }
 
@@ -93,7 +94,7 @@ export function dropout(
       );
     }
   } else {
-    own = rng = rngState(0x5eed, ++eagerCalls, 1);
+    own = rng = rngState(0x5eed ^ 0x9e37, ++eagerCalls);
   }
   const y = applyMask(x, rng, rate, salt, "dropout");
   if (recording([x])) {

@@ -33,9 +33,9 @@ export interface GatherOptions {
 }
 
 /**
- * Rows `perm[step[1] + b]` for b < `batch`, as a tensor `[batch, ...rowShape]`. `perm` is a u32
- * permutation of the rows; `step` a u32 tensor whose element 1 holds the batch's first position
- * (updated per step with `Runtime.write` when replayed).
+ * Rows `perm[step[3] + b]` for b < `batch`, as a tensor `[batch, ...rowShape]`. `perm` is a u32
+ * permutation of the rows; `step` the u32 step state `[seedLo, seedHi, step, batchStart]`
+ * (updated per step with `Runtime.write` when replayed; see `rngState` in dropout.ts).
  */
 export function gatherRows(
   src: GatherSource,
