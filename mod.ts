@@ -80,3 +80,4 @@ export {
   sumTo,
 } from "./src/ops/binary.ts";
 export { broadcastTo } from "./src/ops/transform.ts";
+export * as optim from "./src/optim/mod.ts";

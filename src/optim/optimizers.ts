@@ -1,0 +1,849 @@
+/**
+ * Optimizers as fused WGSL updates over a {@linkcode ParamArena}: `sgd`, `adam`, `adamw`, `rmsprop`
+ * and `adagrad`, with Keras 3's defaults and update formulas, Keras's `clipnorm`,
+ * `globalClipnorm`, `clipvalue` and `weightDecay`, and learning-rate schedules.
+ *
+ * One step is one dispatch over the whole arena (two when a gradient norm is needed first): it
+ * reads the gradients and the state, updates the parameters and the state, and clears the
+ * gradients. Per-step values never come from the CPU: every block of the arena keeps its own copy
+ * of the step counter in the optimizer's control buffer and the kernel computes the scheduled
+ * learning rate and Adam's bias correction from it, so a recorded step can be replayed as it is.
+ * Changing the learning rate (a callback) writes the control buffer with `queue.writeBuffer`.
+ * @module
+ */
+import fillSrc from "../../shaders/fill.wgsl" with { type: "text" };
+import optimSrc from "../../shaders/optim.wgsl" with { type: "text" };
+import { WgradError } from "../errors.ts";
+import { type DispatchSpec, ready, type Runtime, schedule, type Storage } from "../gpu/runtime.ts";
+import { grid } from "../ops/util.ts";
+import { ARENA_BLOCK, type ParamArena, type ParamValue } from "./arena.ts";
+import {
+  CosineDecay,
+  ExponentialDecay,
+  type LearningRate,
+  LearningRateSchedule,
+  MAX_BOUNDARIES,
+  PiecewiseConstantDecay,
+} from "./schedules.ts";
+
+const OPTIM = { name: "optim", code: optimSrc };
+const FILL = { name: "fill", code: fillSrc };
+
+// Word offsets in the control buffer (see shaders/optim.wgsl).
+const H_LR = 0, H_KIND = 1, H_S0 = 2, H_S1 = 3, H_S2 = 4, H_S3 = 5, H_S4 = 6, H_S5 = 7;
+const H_BETA1 = 8, H_BETA2 = 9, H_EPS = 10, H_RHO = 11, H_1MBETA1 = 12, H_1MBETA2 = 13;
+const H_LNBETA1 = 14, H_LNBETA2 = 15, H_WD = 16, H_CLIP = 17;
+const O_LR = 24;
+const PW_TABLE = 32;
+const SEG_BASE = 256;
+/** ln(0) stand-in: beta^t underflows to 0 on the GPU. */
+const LN_ZERO = -1e30;
+
+/** The optimizer families of the kernel (`OPT` in shaders/optim.wgsl). */
+const OPT_CODE = { sgd: 0, adam: 1, rmsprop: 2, adagrad: 3 } as const;
+
+/** Options every optimizer takes (Keras's base optimizer arguments). */
+export interface OptimizerOptions {
+  /** A name for messages. */
+  name?: string;
+  /**
+   * Decoupled weight decay: before the update, `w -= w · weightDecay · learningRate` (as Keras's
+   * `weight_decay`). Off unless given (AdamW defaults to 0.004).
+   */
+  weightDecay?: number;
+  /** Parameters whose names match (a RegExp, or a string read as a RegExp, as Keras) skip weight decay. */
+  excludeFromWeightDecay?: readonly (string | RegExp)[];
+  /** Clip each parameter's gradient to this L2 norm: `g · c / max(‖g‖, c)`. */
+  clipnorm?: number;
+  /** Clip all gradients together to this global L2 norm: `g · c · min(1/‖G‖, 1/c)`. */
+  globalClipnorm?: number;
+  /** Clip every gradient element to [-clipvalue, clipvalue]. */
+  clipvalue?: number;
+}
+
+/** Optimizer state for checkpoints: the step count and the slot values per parameter. */
+export interface OptimizerState {
+  /** Steps taken (Keras's `iterations`). */
+  iterations: number;
+  /** The learning rate when it is a number (callbacks may have changed it); absent for schedules. */
+  learningRate?: number;
+  /** Slot name (Keras's: `momentum`, `velocity`, …) → one array per parameter, in arena order. */
+  slots: Record<string, Float32Array[]>;
+}
+
+/** @internal What a subclass tells the base: kernel family, constants, slots and scalars. */
+export interface KernelSpec {
+  /** Kernel family. */
+  opt: keyof typeof OPT_CODE;
+  /** Override constants besides OPT, CLIP and DECAY. */
+  constants: Record<string, number>;
+  /** Slot names at state bindings s0, s1, s2 (null: unused), with their initial value. */
+  slots: readonly ({ name: string; init: number } | null)[];
+  /** Hyperparameter words (index → f32 value). */
+  hyper: readonly (readonly [number, number])[];
+}
+
+interface GpuState {
+  ctl: Storage;
+  /** Storages bound as s0, s1, s2 (dummies where unused). */
+  bound: Storage[];
+  /** Per slot name, its storage. */
+  slots: Map<string, Storage>;
+  specs: DispatchSpec[];
+  counters: number;
+  blocks: number;
+}
+
+function checkNumber(op: string, name: string, v: unknown, lo = -Infinity, hi = Infinity): number {
+  if (typeof v !== "number" || !Number.isFinite(v) || v < lo || v > hi) {
+    const range = hi === Infinity ? (lo === -Infinity ? "" : ` >= ${lo}`) : ` in [${lo}, ${hi}]`;
+    throw new WgradError(
+      "value",
+      `${op}: ${name} must be a finite number${range}, got ${String(v)}`,
+    );
+  }
+  return v;
+}
+
+function checkLearningRate(op: string, lr: unknown): LearningRate {
+  if (lr instanceof LearningRateSchedule) return lr;
+  return checkNumber(op, "learningRate", lr);
+}
+
+/** ln of the f32 value of `beta`, as an f32 (Keras raises the f32 beta to the step). */
+function lnF32(beta: number): number {
+  const b = Math.fround(beta);
+  return b === 0 ? LN_ZERO : Math.log(b);
+}
+
+/**
+ * The base of the optimizers: learning rate (a number or a schedule), step count, clipping and
+ * weight decay, the arena it is built on, and the fused step.
+ */
+export abstract class Optimizer {
+  /** A name for messages. */
+  readonly name: string;
+  /** Weight decay, or null. */
+  readonly weightDecay: number | null;
+  /** Per-parameter clip norm, or null. */
+  readonly clipnorm: number | null;
+  /** Global clip norm, or null. */
+  readonly globalClipnorm: number | null;
+  /** Clip value, or null. */
+  readonly clipvalue: number | null;
+  /** Name patterns of the parameters excluded from weight decay. */
+  readonly excludeFromWeightDecay: readonly RegExp[];
+  #lr: LearningRate;
+  #iterations = 0;
+  #arena: ParamArena | null = null;
+  #gpu: GpuState | null = null;
+  #kernel: KernelSpec | null = null;
+  #disposed = false;
+
+  /** Checks the options common to every optimizer. */
+  constructor(name: string, learningRate: LearningRate, options: OptimizerOptions) {
+    this.name = options.name ?? name;
+    this.#lr = checkLearningRate(this.name, learningRate);
+    const op = this.name;
+    const opt = (k: "weightDecay" | "clipnorm" | "globalClipnorm" | "clipvalue") => {
+      const v = options[k];
+      return v === undefined || v === null ? null : checkNumber(op, k, v, 0);
+    };
+    this.weightDecay = opt("weightDecay");
+    const clips = {
+      clipnorm: opt("clipnorm"),
+      globalClipnorm: opt("globalClipnorm"),
+      clipvalue: opt("clipvalue"),
+    };
+    const set = Object.entries(clips).filter(([, v]) => v !== null);
+    if (set.length > 1) {
+      throw new WgradError(
+        "value",
+        `${op}: only one of clipnorm, clipvalue and globalClipnorm can be set; got ${
+          set.map(([k, v]) => `${k}=${v}`).join(", ")
+        }`,
+      );
+    }
+    this.clipnorm = clips.clipnorm;
+    this.globalClipnorm = clips.globalClipnorm;
+    this.clipvalue = clips.clipvalue;
+    this.excludeFromWeightDecay = Object.freeze(
+      (options.excludeFromWeightDecay ?? []).map((
+        p,
+      ) => (typeof p === "string" ? new RegExp(p) : p)),
+    );
+  }
+
+  /** @internal The kernel family, constants, slots and scalars of this optimizer. */
+  protected abstract kernelSpec(): KernelSpec;
+
+  #spec(): KernelSpec {
+    return this.#kernel ??= this.kernelSpec();
+  }
+
+  /** Keras's slot names of this optimizer's state, in order (e.g. `momentum`, `velocity`). */
+  get slotNames(): string[] {
+    const names: string[] = [];
+    for (const s of this.#spec().slots) if (s) names.push(s.name);
+    return names;
+  }
+
+  /** Steps taken (Keras's `iterations`), as counted on the CPU (see {@linkcode readIterations}). */
+  get iterations(): number {
+    return this.#iterations;
+  }
+
+  /** The learning rate the next step uses (a schedule is evaluated at `iterations`). */
+  get learningRate(): number {
+    const lr = this.#lr;
+    return typeof lr === "number" ? lr : lr.at(this.#iterations);
+  }
+
+  /**
+   * Sets the learning rate (a callback's `reduceLrOnPlateau`, say) or replaces the schedule; steps
+   * recorded afterwards use it. As in Keras, a number cannot replace a schedule.
+   */
+  set learningRate(value: LearningRate) {
+    const v = checkLearningRate(this.name, value);
+    if (typeof v === "number" && this.#lr instanceof LearningRateSchedule) {
+      throw new WgradError(
+        "value",
+        `${this.name}: this optimizer was created with a learning-rate schedule, so its learning ` +
+          "rate is not settable to a number; create the optimizer with a number instead",
+      );
+    }
+    this.#lr = v;
+    if (this.#arena) this.#writeHeader();
+  }
+
+  /** The schedule, or null when the learning rate is a number. */
+  get schedule(): LearningRateSchedule | null {
+    return this.#lr instanceof LearningRateSchedule ? this.#lr : null;
+  }
+
+  /** The arena this optimizer was built on, or null. */
+  get arena(): ParamArena | null {
+    return this.#arena;
+  }
+
+  #assertLive(op: string): void {
+    if (this.#disposed) {
+      throw new WgradError("disposed", `${op}: optimizer "${this.name}" was used after dispose()`);
+    }
+  }
+
+  /** The control buffer's header: hyperparameters, schedule and the piecewise table. */
+  #header(): Uint32Array<ArrayBuffer> {
+    const words = new Uint32Array(SEG_BASE);
+    const f = new Float32Array(words.buffer);
+    const lr = this.#lr;
+    if (typeof lr === "number") {
+      f[H_LR] = lr;
+      words[H_KIND] = 0;
+    } else if (lr instanceof ExponentialDecay) {
+      const e = lr;
+      f[H_LR] = e.initialLearningRate;
+      words[H_KIND] = 1;
+      f[H_S0] = e.decaySteps;
+      f[H_S1] = lnF32(e.decayRate);
+      words[H_S2] = e.staircase ? 1 : 0;
+    } else if (lr instanceof PiecewiseConstantDecay) {
+      const pw = lr;
+      const n = pw.boundaries.length;
+      if (n > MAX_BOUNDARIES) throw new Error("internal: too many boundaries");
+      words[H_KIND] = 2;
+      words[H_S0] = n;
+      pw.boundaries.forEach((b, k) => (words[PW_TABLE + k] = b));
+      pw.values.forEach((v, k) => (f[PW_TABLE + n + k] = v));
+    } else if (lr instanceof CosineDecay) {
+      const c = lr;
+      f[H_LR] = c.initialLearningRate;
+      words[H_KIND] = 3;
+      f[H_S0] = c.decaySteps;
+      f[H_S1] = c.alpha;
+      f[H_S5] = 1 - c.alpha;
+      if (c.warmupTarget !== null) {
+        f[H_S2] = c.warmupTarget;
+        f[H_S3] = c.warmupSteps;
+        words[H_S4] = 1;
+      }
+    } else {
+      throw new WgradError(
+        "value",
+        `${this.name}: unknown learning-rate schedule ${String(lr)} (use exponentialDecay, ` +
+          "piecewiseConstantDecay or cosineDecay)",
+      );
+    }
+    for (const [k, v] of this.#spec().hyper) f[k] = v;
+    if (this.weightDecay !== null) f[H_WD] = this.weightDecay;
+    f[H_CLIP] = this.clipnorm ?? this.globalClipnorm ?? this.clipvalue ?? 0;
+    return words;
+  }
+
+  #writeHeader(): void {
+    const words = this.#header();
+    schedule((rt) => {
+      const gpu = this.#gpu;
+      if (!gpu) return;
+      // Two ranges: the output word O_LR (the last step's learning rate) stays.
+      rt.write(gpu.ctl, words.slice(0, O_LR), `${this.name}: learning rate`, 0);
+      rt.write(gpu.ctl, words.slice(PW_TABLE), `${this.name}: learning rate`, PW_TABLE * 4);
+    });
+  }
+
+  #clipCode(): number {
+    return this.clipvalue !== null && this.clipvalue > 0
+      ? 1
+      : this.clipnorm !== null && this.clipnorm > 0
+      ? 2
+      : this.globalClipnorm !== null && this.globalClipnorm > 0
+      ? 3
+      : 0;
+  }
+
+  /**
+   * Creates the optimizer's state for `arena` (zeros, or Adagrad's initial accumulator). Done by
+   * the first {@linkcode step}; an optimizer serves one arena.
+   */
+  build(arena: ParamArena): void {
+    this.#assertLive(`${this.name}.build`);
+    arena.assertLive(`${this.name}.build`);
+    if (this.#arena === arena) return;
+    if (this.#arena) {
+      throw new WgradError(
+        "value",
+        `${this.name}: this optimizer was built for ParamArena "${this.#arena.name}"; ` +
+          `make a new optimizer for ParamArena "${arena.name}"`,
+      );
+    }
+    const spec = this.#spec();
+    const nseg = arena.length;
+    const blocks = arena.paddedSize / ARENA_BLOCK;
+    if (this.#clipCode() >= 2 && nseg > 65535) {
+      throw new WgradError(
+        "limit",
+        `${this.name}: clipping by norm handles at most 65,535 parameters per arena, ` +
+          `ParamArena "${arena.name}" has ${nseg}`,
+      );
+    }
+    this.#arena = arena;
+    const counters = SEG_BASE + 4 * nseg;
+    const ctl = new Uint32Array(counters + 2 * blocks);
+    ctl.set(this.#header());
+    arena.names.forEach((name, i) => {
+      const excluded = this.excludeFromWeightDecay.some((re) => name.search(re) >= 0);
+      ctl[SEG_BASE + i] = excluded ? 0 : 1;
+      ctl[SEG_BASE + nseg + i] = arena.offsets[i];
+      ctl[SEG_BASE + 2 * nseg + i] = arena.paddedSizes[i];
+      const first = arena.offsets[i] / ARENA_BLOCK;
+      const count = arena.paddedSizes[i] / ARENA_BLOCK;
+      for (let b = first; b < first + count; b++) ctl[counters + blocks + b] = i;
+    });
+    ctl.fill(this.#iterations, counters, counters + blocks);
+    const constants: Record<string, number> = {
+      OPT: OPT_CODE[spec.opt],
+      CLIP: this.#clipCode(),
+      DECAY: this.weightDecay !== null && this.weightDecay !== 0 ? 1 : 0,
+      ...spec.constants,
+    };
+    const name = this.name;
+    schedule((rt) => {
+      const ctlS = rt.upload(ctl, `${name} control`);
+      const slots = new Map<string, Storage>();
+      const bound = spec.slots.map((slot, k) => {
+        if (slot === null) return rt.alloc(16, `${name} unused slot ${k}`);
+        const s = arena.allocLike(rt, `${name} ${slot.name}`);
+        this.#fillSlot(rt, s, slot.init, `${name}: initialise ${slot.name}`);
+        slots.set(slot.name, s);
+        return s;
+      });
+      while (bound.length < 3) bound.push(rt.alloc(16, `${name} unused slot ${bound.length}`));
+      const n = arena.paddedSize;
+      const g = grid(n);
+      const u = new Uint32Array([n, g.stride, blocks, nseg]);
+      const label = `${name} step (ParamArena "${arena.name}": ${nseg} parameters, ${arena.size} ` +
+        `elements)`;
+      const specs: DispatchSpec[] = [];
+      if (constants.CLIP >= 2) {
+        specs.push({
+          kernel: OPTIM,
+          entry: "sumsq",
+          bindings: [ctlS, u, arena.gradRegion],
+          workgroups: [nseg],
+          label: `${name} gradient norms (ParamArena "${arena.name}")`,
+        });
+      }
+      specs.push({
+        kernel: OPTIM,
+        constants,
+        bindings: [ctlS, u, arena.gradRegion, arena.paramRegion, ...bound],
+        workgroups: g.groups,
+        label,
+      });
+      this.#gpu = { ctl: ctlS, bound, slots, specs, counters, blocks };
+    });
+  }
+
+  #fillSlot(rt: Runtime, s: Storage, value: number, label: string): void {
+    if (value === 0) {
+      rt.clear(s, label);
+      return;
+    }
+    const n = s.byteLength / 4;
+    const g = grid(n);
+    const bits = new Uint32Array(new Float32Array([value]).buffer)[0];
+    rt.dispatch({
+      kernel: FILL,
+      bindings: [s, new Uint32Array([n, g.stride, bits, 0])],
+      workgroups: g.groups,
+      label,
+    });
+  }
+
+  #built(op: string): GpuState {
+    const gpu = this.#gpu;
+    if (!gpu) {
+      throw new WgradError(
+        "value",
+        `${op}: optimizer "${this.name}" has no GPU state yet (build it on an arena first)`,
+      );
+    }
+    return gpu;
+  }
+
+  #arenaFor(arena: ParamArena | undefined, op: string): ParamArena {
+    const a = arena ?? this.#arena;
+    if (!a) {
+      throw new WgradError("value", `${op}: optimizer "${this.name}" has no arena; pass one`);
+    }
+    return a;
+  }
+
+  /**
+   * Records one update of every parameter of `arena` (default: the arena it was built on) from the
+   * gradient slots, and clears them: one dispatch, two with clipnorm or globalClipnorm.
+   */
+  step(arena?: ParamArena): void {
+    const op = `${this.name}.step`;
+    this.#assertLive(op);
+    const a = this.#arenaFor(arena, op);
+    a.assertLive(op);
+    this.build(a);
+    this.#iterations++;
+    schedule((rt) => this.#record(rt, op));
+  }
+
+  #record(rt: Runtime, op: string): void {
+    this.#assertLive(op);
+    this.#arena?.assertLive(op);
+    for (const s of this.#built(op).specs) rt.dispatch(s);
+  }
+
+  /**
+   * Puts `grads` into the arena's gradient slots ({@linkcode ParamArena.setGradients}) and
+   * records a {@linkcode step}.
+   */
+  applyGradients(grads: readonly (ParamValue | null)[], arena?: ParamArena): void {
+    const a = this.#arenaFor(arena, `${this.name}.applyGradients`);
+    a.setGradients(grads);
+    this.step(a);
+  }
+
+  /**
+   * Records the step's dispatches (the same specs every time) and counts the step. For code that
+   * records GPU work itself (inside `schedule`); {@linkcode step} calls it.
+   */
+  encodeStep(rt: Runtime): void {
+    this.#record(rt, `${this.name}.encodeStep`);
+    this.#iterations++;
+  }
+
+  /**
+   * The dispatches of one step, for capture and replay: dispatching them again (same bindings,
+   * same uniform block) takes another step, since every per-step value lives on the GPU. Call
+   * {@linkcode advance} for the replayed steps so that the CPU's count follows. Available once
+   * the build has been recorded (after `await flush()`, say).
+   */
+  stepSpecs(): readonly DispatchSpec[] {
+    return this.#built(`${this.name}.stepSpecs`).specs;
+  }
+
+  /** Counts `n` steps replayed from {@linkcode stepSpecs} (the GPU counts them itself). */
+  advance(n = 1): void {
+    if (!Number.isInteger(n) || n < 0) {
+      throw new WgradError("value", `${this.name}.advance: n must be an integer >= 0, got ${n}`);
+    }
+    this.#iterations += n;
+  }
+
+  async #readControl(op: string): Promise<Uint32Array> {
+    this.#assertLive(op);
+    const rt = await ready();
+    const gpu = this.#built(op);
+    return new Uint32Array(await rt.read(gpu.ctl, `${this.name} control`));
+  }
+
+  /** Reads the step count from the GPU and sets {@linkcode iterations} to it. */
+  async readIterations(): Promise<number> {
+    const op = `${this.name}.readIterations`;
+    const ctl = await this.#readControl(op);
+    const gpu = this.#built(op);
+    const t = ctl[gpu.counters];
+    for (let b = 1; b < gpu.blocks; b++) {
+      if (ctl[gpu.counters + b] !== t) {
+        throw new Error(
+          `internal: ${op}: block ${b} counts ${ctl[gpu.counters + b]} steps, not ${t}`,
+        );
+      }
+    }
+    this.#iterations = t;
+    return t;
+  }
+
+  /** The learning rate the last step used, as the GPU computed it (f32). */
+  async readLearningRate(): Promise<number> {
+    const ctl = await this.#readControl(`${this.name}.readLearningRate`);
+    return new Float32Array(ctl.buffer, ctl.byteOffset, ctl.length)[O_LR];
+  }
+
+  /** The step count and every slot's values, for checkpoints. */
+  async getState(): Promise<OptimizerState> {
+    const op = `${this.name}.getState`;
+    this.#assertLive(op);
+    const rt = await ready();
+    const gpu = this.#built(op);
+    const arena = this.#arena!;
+    const iterations = await this.readIterations();
+    const slots: Record<string, Float32Array[]> = {};
+    for (const [name, s] of gpu.slots) {
+      const all = new Float32Array(await rt.read(s, `${this.name} ${name}`));
+      slots[name] = arena.offsets.map((o, i) => all.slice(o, o + arena.sizes[i]));
+    }
+    const state: OptimizerState = { iterations, slots };
+    if (typeof this.#lr === "number") state.learningRate = this.#lr;
+    return state;
+  }
+
+  /**
+   * Restores {@linkcode getState}'s result (building on `arena` first if needed). Steps recorded
+   * afterwards continue from it.
+   */
+  setState(state: OptimizerState, arena?: ParamArena): void {
+    const op = `${this.name}.setState`;
+    this.#assertLive(op);
+    const a = this.#arenaFor(arena, op);
+    const it = state?.iterations;
+    if (!Number.isInteger(it) || it < 0 || it > 2 ** 32 - 1) {
+      throw new WgradError("value", `${op}: iterations must be an integer >= 0, got ${it}`);
+    }
+    const names = this.slotNames;
+    const given = Object.keys(state.slots ?? {});
+    const missing = names.filter((n) => !given.includes(n));
+    const extra = given.filter((n) => !names.includes(n));
+    if (missing.length || extra.length) {
+      throw new WgradError(
+        "value",
+        `${op}: ${this.name} has slots [${names.join(", ")}]; the state has [${given.join(", ")}]`,
+      );
+    }
+    const padded = new Map<string, Float32Array<ArrayBuffer>>();
+    for (const name of names) {
+      const arrays = state.slots[name];
+      if (!Array.isArray(arrays) || arrays.length !== a.length) {
+        throw new WgradError(
+          "value",
+          `${op}: slot ${name} needs ${a.length} arrays (one per parameter of ParamArena ` +
+            `"${a.name}"), got ${Array.isArray(arrays) ? arrays.length : String(arrays)}`,
+        );
+      }
+      const host = new Float32Array(a.paddedSize);
+      arrays.forEach((arr, i) => {
+        if (!(arr instanceof Float32Array) || arr.length !== a.sizes[i]) {
+          throw new WgradError(
+            "shape",
+            `${op}: slot ${name} of parameter ${i} ("${a.names[i]}") needs ${a.sizes[i]} values, ` +
+              `got ${arr instanceof Float32Array ? arr.length : String(arr)}`,
+          );
+        }
+        host.set(arr, a.offsets[i]);
+      });
+      padded.set(name, host);
+    }
+    if (state.learningRate !== undefined && typeof this.#lr === "number") {
+      this.learningRate = state.learningRate;
+    }
+    this.build(a);
+    this.#iterations = it;
+    const counts = new Uint32Array(a.paddedSize / ARENA_BLOCK).fill(it);
+    schedule((rt) => {
+      const gpu = this.#gpu!;
+      for (const [name, host] of padded) rt.write(gpu.slots.get(name)!, host, `${op} ${name}`);
+      rt.write(gpu.ctl, counts, `${op} iterations`, gpu.counters * 4);
+    });
+  }
+
+  /** Gives the optimizer's GPU memory back. */
+  dispose(): void {
+    if (this.#disposed) return;
+    this.#disposed = true;
+    try {
+      schedule(() => {
+        const gpu = this.#gpu;
+        if (!gpu) return;
+        gpu.ctl.release();
+        for (const s of gpu.bound) s.release();
+        this.#gpu = null;
+      });
+    } catch {
+      this.#gpu = null;
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The optimizers
+
+/** Options of {@linkcode sgd}. */
+export interface SgdOptions extends OptimizerOptions {
+  /** Default 0.01. */
+  learningRate?: LearningRate;
+  /** In [0, 1]; 0 (default) is plain gradient descent. */
+  momentum?: number;
+  /** Nesterov momentum (default false). */
+  nesterov?: boolean;
+}
+
+/**
+ * Gradient descent with optional momentum, as Keras 3's `SGD`:
+ * `v = momentum·v − lr·g; w += v` (Nesterov: `w += momentum·v − lr·g`), or `w −= lr·g`.
+ */
+export class SGD extends Optimizer {
+  /** Momentum. */
+  readonly momentum: number;
+  /** Nesterov momentum. */
+  readonly nesterov: boolean;
+
+  /** Checks the options; see {@linkcode sgd}. */
+  constructor(options: SgdOptions = {}) {
+    super("SGD", options.learningRate ?? 0.01, options);
+    this.momentum = checkNumber(this.name, "momentum", options.momentum ?? 0, 0, 1);
+    this.nesterov = options.nesterov ?? false;
+  }
+
+  /** @internal */
+  protected kernelSpec(): KernelSpec {
+    const m = this.momentum !== 0;
+    return {
+      opt: "sgd",
+      constants: { MOMENTUM: m ? 1 : 0, NESTEROV: this.nesterov ? 1 : 0 },
+      slots: [m ? { name: "momentum", init: 0 } : null],
+      hyper: [[H_BETA1, this.momentum]],
+    };
+  }
+}
+
+/** Options of {@linkcode adam}. */
+export interface AdamOptions extends OptimizerOptions {
+  /** Default 0.001. */
+  learningRate?: LearningRate;
+  /** Decay of the first moment (default 0.9), in [0, 1). */
+  beta1?: number;
+  /** Decay of the second moment (default 0.999), in [0, 1). */
+  beta2?: number;
+  /** Added to √v (default 1e-7, Keras's "epsilon hat"). */
+  epsilon?: number;
+  /** Use the AMSGrad variant (default false). */
+  amsgrad?: boolean;
+}
+
+/**
+ * Adam, as Keras 3's `Adam`: `m += (g − m)(1 − β₁)`, `v += (g² − v)(1 − β₂)`,
+ * `w −= m·α / (√v + ε)` with `α = lr·√(1 − β₂ᵗ) / (1 − β₁ᵗ)`, t the 1-based step.
+ */
+export class Adam extends Optimizer {
+  /** β₁. */
+  readonly beta1: number;
+  /** β₂. */
+  readonly beta2: number;
+  /** ε. */
+  readonly epsilon: number;
+  /** AMSGrad. */
+  readonly amsgrad: boolean;
+
+  /** Checks the options; see {@linkcode adam}. */
+  constructor(options: AdamOptions = {}, name = "Adam") {
+    super(name, options.learningRate ?? 0.001, options);
+    this.beta1 = checkNumber(this.name, "beta1", options.beta1 ?? 0.9, 0, 1);
+    this.beta2 = checkNumber(this.name, "beta2", options.beta2 ?? 0.999, 0, 1);
+    for (const [k, v] of [["beta1", this.beta1], ["beta2", this.beta2]] as const) {
+      if (v === 1) throw new WgradError("value", `${this.name}: ${k} must be < 1, got 1`);
+    }
+    this.epsilon = checkNumber(this.name, "epsilon", options.epsilon ?? 1e-7, 0);
+    this.amsgrad = options.amsgrad ?? false;
+  }
+
+  /** @internal */
+  protected kernelSpec(): KernelSpec {
+    return {
+      opt: "adam",
+      constants: { AMSGRAD: this.amsgrad ? 1 : 0 },
+      slots: [
+        { name: "momentum", init: 0 },
+        { name: "velocity", init: 0 },
+        this.amsgrad ? { name: "velocity_hat", init: 0 } : null,
+      ],
+      hyper: [
+        [H_BETA1, this.beta1],
+        [H_BETA2, this.beta2],
+        [H_EPS, this.epsilon],
+        [H_1MBETA1, 1 - this.beta1],
+        [H_1MBETA2, 1 - this.beta2],
+        [H_LNBETA1, lnF32(this.beta1)],
+        [H_LNBETA2, lnF32(this.beta2)],
+      ],
+    };
+  }
+}
+
+/** Options of {@linkcode adamw}: Adam's, with weight decay on by default. */
+export interface AdamWOptions extends AdamOptions {
+  /** Default 0.004. */
+  weightDecay?: number;
+}
+
+/** Adam with decoupled weight decay, as Keras 3's `AdamW` (weight decay 0.004 by default). */
+export class AdamW extends Adam {
+  /** Checks the options; see {@linkcode adamw}. */
+  constructor(options: AdamWOptions = {}) {
+    super({ ...options, weightDecay: options.weightDecay ?? 0.004 }, "AdamW");
+  }
+}
+
+/** Options of {@linkcode rmsprop}. */
+export interface RmspropOptions extends OptimizerOptions {
+  /** Default 0.001. */
+  learningRate?: LearningRate;
+  /** Discount of the mean square (default 0.9). */
+  rho?: number;
+  /** Momentum (default 0: none). */
+  momentum?: number;
+  /** Added to the mean square inside the square root (default 1e-7). */
+  epsilon?: number;
+  /** Divide by the estimated variance instead of the mean square (default false). */
+  centered?: boolean;
+}
+
+/**
+ * RMSprop, as Keras 3's `RMSprop`: `v = ρv + (1 − ρ)g²`, `inc = lr·g / √(v + ε)` (centered:
+ * `√(v − ā² + ε)` with `ā = ρā + (1 − ρ)g`), `w −= inc`, or with momentum `m = μm + inc; w −= m`.
+ */
+export class RMSprop extends Optimizer {
+  /** ρ. */
+  readonly rho: number;
+  /** Momentum. */
+  readonly momentum: number;
+  /** ε. */
+  readonly epsilon: number;
+  /** Centered. */
+  readonly centered: boolean;
+
+  /** Checks the options; see {@linkcode rmsprop}. */
+  constructor(options: RmspropOptions = {}) {
+    super("RMSprop", options.learningRate ?? 0.001, options);
+    this.rho = checkNumber(this.name, "rho", options.rho ?? 0.9, 0, 1);
+    this.momentum = checkNumber(this.name, "momentum", options.momentum ?? 0, 0);
+    this.epsilon = checkNumber(this.name, "epsilon", options.epsilon ?? 1e-7, 0);
+    this.centered = options.centered ?? false;
+  }
+
+  /** @internal */
+  protected kernelSpec(): KernelSpec {
+    const m = this.momentum > 0;
+    return {
+      opt: "rmsprop",
+      constants: { MOMENTUM: m ? 1 : 0, CENTERED: this.centered ? 1 : 0 },
+      slots: [
+        { name: "velocity", init: 0 },
+        m ? { name: "momentum", init: 0 } : null,
+        this.centered ? { name: "average_gradient", init: 0 } : null,
+      ],
+      hyper: [
+        [H_RHO, this.rho],
+        [H_1MBETA2, 1 - this.rho],
+        [H_BETA1, this.momentum],
+        [H_EPS, this.epsilon],
+      ],
+    };
+  }
+}
+
+/** Options of {@linkcode adagrad}. */
+export interface AdagradOptions extends OptimizerOptions {
+  /** Default 0.001. */
+  learningRate?: LearningRate;
+  /** The accumulators' starting value (default 0.1), >= 0. */
+  initialAccumulatorValue?: number;
+  /** Added to the accumulator inside the square root (default 1e-7). */
+  epsilon?: number;
+}
+
+/** Adagrad, as Keras 3's `Adagrad`: `acc += g²; w −= lr·g / √(acc + ε)`. */
+export class Adagrad extends Optimizer {
+  /** The accumulators' starting value. */
+  readonly initialAccumulatorValue: number;
+  /** ε. */
+  readonly epsilon: number;
+
+  /** Checks the options; see {@linkcode adagrad}. */
+  constructor(options: AdagradOptions = {}) {
+    super("Adagrad", options.learningRate ?? 0.001, options);
+    this.initialAccumulatorValue = checkNumber(
+      this.name,
+      "initialAccumulatorValue",
+      options.initialAccumulatorValue ?? 0.1,
+      0,
+    );
+    this.epsilon = checkNumber(this.name, "epsilon", options.epsilon ?? 1e-7, 0);
+  }
+
+  /** @internal */
+  protected kernelSpec(): KernelSpec {
+    return {
+      opt: "adagrad",
+      constants: {},
+      slots: [{ name: "accumulator", init: this.initialAccumulatorValue }],
+      hyper: [[H_EPS, this.epsilon]],
+    };
+  }
+}
+
+/**
+ * Stochastic gradient descent (Keras 3's `SGD`; learning rate 0.01, momentum 0, no Nesterov).
+ *
+ * ```ts
+ * const opt = sgd({ learningRate: 0.1, momentum: 0.9, nesterov: true });
+ * ```
+ */
+export function sgd(options: SgdOptions = {}): SGD {
+  return new SGD(options);
+}
+
+/** Adam (Keras 3's `Adam`; learning rate 0.001, β₁ 0.9, β₂ 0.999, ε 1e-7). */
+export function adam(options: AdamOptions = {}): Adam {
+  return new Adam(options);
+}
+
+/** AdamW (Keras 3's `AdamW`; Adam's defaults and weight decay 0.004). */
+export function adamw(options: AdamWOptions = {}): AdamW {
+  return new AdamW(options);
+}
+
+/** RMSprop (Keras 3's `RMSprop`; learning rate 0.001, ρ 0.9, momentum 0, ε 1e-7, not centered). */
+export function rmsprop(options: RmspropOptions = {}): RMSprop {
+  return new RMSprop(options);
+}
+
+/** Adagrad (Keras 3's `Adagrad`; learning rate 0.001, initial accumulator 0.1, ε 1e-7). */
+export function adagrad(options: AdagradOptions = {}): Adagrad {
+  return new Adagrad(options);
+}
