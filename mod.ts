@@ -67,6 +67,7 @@ export {
 } from "./src/ops/binary.ts";
 export { argmax, argmin, max, mean, min, type ReduceOptions, sum } from "./src/ops/reduce.ts";
 export { cast, clone, reshape, transpose } from "./src/ops/transform.ts";
+export * as datasets from "./datasets/mod.ts";
 export { unaryGrad } from "./src/ops/unary.ts";
 export { grad, GradientTape, valueAndGrad, valueAndGradSync } from "./src/autodiff/grad.ts";
 export { noGrad } from "./src/autodiff/tape.ts";

@@ -22,6 +22,11 @@ export type TensorLike = NestedArray | readonly number[] | Float32Array | Int32A
 
 let nextId = 1;
 
+/** @internal The id the next tensor will get (ids only increase). */
+export function nextTensorId(): number {
+  return nextId;
+}
+
 /** @internal Hooks set by other modules (the tape defers disposal of tensors it still needs). */
 export const hooks: { deferDispose: (t: Tensor) => boolean } = { deferDispose: () => false };
 

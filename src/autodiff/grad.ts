@@ -5,7 +5,7 @@
 import { WgradError } from "../errors.ts";
 import { ready } from "../gpu/runtime.ts";
 import { add } from "../ops/binary.ts";
-import { fill, scope, type Tensor, zeros } from "../tensor.ts";
+import { fill, nextTensorId, scope, type Tensor, zeros } from "../tensor.ts";
 import { backward, releaseTape, Tape, withTape } from "./tape.ts";
 
 const ones = (shape: readonly number[]) => fill(shape, 1, "f32");
@@ -92,17 +92,24 @@ export class GradientTape {
 export function valueAndGradSync(
   fn: () => Tensor,
   params: readonly Tensor[],
-): { value: Tensor; grads: Tensor<"f32">[] } {
+): { value: Tensor; grads: Tensor<"f32">[]; madeByFn: boolean } {
   checkSources(params, "grad");
   const tape = new Tape();
   for (const p of params) tape.watch(p);
+  const firstId = nextTensorId();
   try {
     const value = scope(() => withTape(tape, fn));
     if (!value || typeof value !== "object" || !("shape" in value)) {
       throw new WgradError("value", "grad: the function must return a tensor");
     }
-    const grads = backward(tape, value, params, ones, zerosF, addF);
-    return { value, grads };
+    const madeByFn = value.id >= firstId;
+    try {
+      const grads = backward(tape, value, params, ones, zerosF, addF);
+      return { value, grads, madeByFn };
+    } catch (e) {
+      if (madeByFn) value.dispose();
+      throw e;
+    }
   } finally {
     releaseTape(tape);
   }
@@ -112,7 +119,7 @@ export function valueAndGradSync(
 export async function valueAndGrad(
   fn: () => Tensor,
   params: readonly Tensor[],
-): Promise<{ value: Tensor; grads: Tensor<"f32">[] }> {
+): Promise<{ value: Tensor; grads: Tensor<"f32">[]; madeByFn: boolean }> {
   const r = valueAndGradSync(fn, params);
   await ready();
   return r;
@@ -126,8 +133,8 @@ export async function valueAndGrad(
  * ```
  */
 export async function grad(fn: () => Tensor, params: readonly Tensor[]): Promise<Tensor<"f32">[]> {
-  const { value, grads } = valueAndGradSync(fn, params);
-  value.dispose();
+  const { value, grads, madeByFn } = valueAndGradSync(fn, params);
+  if (madeByFn) value.dispose();
   await ready();
   return grads;
 }

@@ -175,7 +175,6 @@ export function backward(
     grads.set(target, seed);
     const keep = new Set<Tensor>(sources);
     if (options.seed) keep.add(options.seed);
-    // How many pending uses each tensor's gradient still has, so it can be freed after the last.
     for (let i = tape.entries.length - 1; i >= 0; i--) {
       const e = tape.entries[i];
       const dy = grads.get(e.output);
@@ -185,8 +184,11 @@ export function backward(
         throw new Error(`internal: the gradient of ${e.op} returned ${dxs.length} values`);
       }
       // The output's gradient is consumed: nothing earlier on the tape produces this output.
-      grads.delete(e.output);
-      if (!keep.has(e.output)) dy.dispose();
+      // A source's gradient stays for the caller; the caller's seed is never freed here.
+      if (!keep.has(e.output)) {
+        grads.delete(e.output);
+        if (dy !== options.seed) dy.dispose();
+      }
       e.inputs.forEach((x, k) => {
         const dx = dxs[k];
         if (!dx) return;
