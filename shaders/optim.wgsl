@@ -1,15 +1,18 @@
 // Optimizer updates over a flat parameter arena (src/optim/optimizers.ts).
 //
-// `main` is the fused update: one invocation per arena element, one workgroup per block of 256
-// elements (every parameter starts on a block, so a block belongs to one parameter). It clips the
-// gradient, applies weight decay, updates the parameter and the optimizer state, and clears the
-// gradient. `sumsq` runs first when a norm is needed (clipnorm, globalClipnorm): one workgroup per
-// parameter writes the sum of squares of its gradient.
+// `main` is the fused update. The arena is a sequence of blocks of 256 elements (64 vec4s); every
+// parameter starts on a block, so a block belongs to one parameter. A workgroup of 64 invocations
+// covers 4 blocks, one vec4 of each per invocation. Each invocation clips its gradients, applies
+// weight decay, updates the parameters and the optimizer state, and clears the gradients.
+// `sumsq` runs first when a norm is needed (clipnorm, globalClipnorm): one workgroup per parameter
+// writes the sum of squares of its gradient.
 //
 // Everything that changes from step to step comes from `ctl`, never from the uniform block, so the
-// same recorded dispatch can be replayed: each block keeps its own step counter (read and
-// incremented by the block's first invocation only, so no two workgroups touch one word), and the
-// scheduled learning rate and Adam's bias correction are computed from it.
+// same recorded dispatch can be replayed: each invocation keeps its own copy of the step counter
+// (Keras's `iterations`), reads it, computes the scheduled learning rate and Adam's bias
+// correction from it, and writes it back incremented. No word is shared between invocations, so
+// there is no race and no barrier (on llvmpipe a barrier, or work done by one invocation for its
+// workgroup, cost more than the update itself).
 //
 // ctl (32-bit words; f32 values stored as their bits):
 //   [0, 256)        hyperparameters (H_*) and the piecewise-constant table (PW_TABLE)
@@ -17,8 +20,8 @@
 //   [.., +nseg)     per parameter: first element
 //   [.., +nseg)     per parameter: padded length in elements
 //   [.., +nseg)     per parameter: sum of squares of the gradient (written by `sumsq`)
-//   [.., +blocks)   per block: step counter (Keras's `iterations`)
 //   [.., +blocks)   per block: its parameter
+//   [.., +ninv)     per invocation of `main`: step counter
 override OPT: u32 = 0u; // 0 SGD, 1 Adam, 2 RMSprop, 3 Adagrad
 override MOMENTUM: bool = false; // SGD and RMSprop: a momentum slot
 override NESTEROV: bool = false; // SGD
@@ -27,7 +30,9 @@ override CENTERED: bool = false; // RMSprop
 override CLIP: u32 = 0u; // 0 none, 1 by value, 2 by each parameter's norm, 3 by the global norm
 override DECAY: bool = false; // decoupled weight decay (Keras's `weight_decay`)
 
-const WG: u32 = 256u;
+const WG: u32 = 64u; // invocations per workgroup
+const VB: u32 = 64u; // vec4s per block (256 elements)
+const BPW: u32 = 4u; // blocks per workgroup
 
 const H_LR: u32 = 0u; // learning rate (constant), or the schedule's initial learning rate
 const H_KIND: u32 = 1u; // 0 constant, 1 exponential decay, 2 piecewise constant, 3 cosine decay
@@ -52,19 +57,19 @@ const PW_TABLE: u32 = 32u; // piecewise: boundaries (u32), then values (f32)
 const SEG_BASE: u32 = 256u;
 
 struct Params {
-  n: u32, // elements (a multiple of WG)
+  blocks: u32, // blocks of 256 elements
   stride: u32, // invocations per grid row (2-D grid for large arenas)
-  blocks: u32, // n / WG
   nseg: u32, // parameters
+  ninv: u32, // invocations of `main` (workgroups * WG)
 }
 
 @group(0) @binding(0) var<storage, read_write> ctl: array<u32>;
 @group(0) @binding(1) var<uniform> p: Params;
-@group(0) @binding(2) var<storage, read_write> g: array<f32>;
-@group(0) @binding(3) var<storage, read_write> w: array<f32>;
-@group(0) @binding(4) var<storage, read_write> s0: array<f32>;
-@group(0) @binding(5) var<storage, read_write> s1: array<f32>;
-@group(0) @binding(6) var<storage, read_write> s2: array<f32>;
+@group(0) @binding(2) var<storage, read_write> g: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read_write> w: array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read_write> s0: array<vec4<f32>>;
+@group(0) @binding(5) var<storage, read_write> s1: array<vec4<f32>>;
+@group(0) @binding(6) var<storage, read_write> s2: array<vec4<f32>>;
 
 fn hf(i: u32) -> f32 {
   return bitcast<f32>(ctl[i]);
@@ -173,71 +178,57 @@ fn learning_rate(t: u32) -> f32 {
 // ---------------------------------------------------------------------------------------------
 // The fused update
 
-var<workgroup> shared_lr: f32;
-var<workgroup> shared_alpha: f32; // Adam: lr * sqrt(1 - beta_2^t) / (1 - beta_1^t)
-var<workgroup> shared_scale: f32; // clipnorm: max(norm, clipnorm); globalClipnorm: the factor
-var<workgroup> shared_decay: u32; // weight decay applies to this block's parameter
+// Per-step scalars, the same for every element (computed by every invocation for itself).
+struct Step {
+  lr: f32,
+  alpha: f32, // Adam: lr * sqrt(1 - beta_2^t) / (1 - beta_1^t)
+  global_scale: f32, // globalClipnorm: the gradients' factor
+}
 
-@compute @workgroup_size(256)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
-  let block = wid.x + wid.y * (p.stride / WG);
-  if (block >= p.blocks) {
-    return;
+fn step_scalars(t: u32) -> Step {
+  var st: Step;
+  st.lr = learning_rate(t);
+  if (OPT == 1u) {
+    let ls = f32(t + 1u);
+    let bc1 = -expm1_acc(ls * hf(H_LNBETA1));
+    let bc2 = -expm1_acc(ls * hf(H_LNBETA2));
+    st.alpha = st.lr * sqrt(bc2) / bc1;
   }
-  let seg_flags = SEG_BASE;
-  let seg_norm = SEG_BASE + 3u * p.nseg;
-  let counters = SEG_BASE + 4u * p.nseg;
-  let block_seg = counters + p.blocks;
-  if (li == 0u) {
-    let t = ctl[counters + block];
-    let seg = ctl[block_seg + block];
-    let lr = learning_rate(t);
-    shared_lr = lr;
-    if (OPT == 1u) {
-      let ls = f32(t + 1u);
-      let bc1 = -expm1_acc(ls * hf(H_LNBETA1));
-      let bc2 = -expm1_acc(ls * hf(H_LNBETA2));
-      shared_alpha = lr * sqrt(bc2) / bc1;
+  if (CLIP == 3u) {
+    // Keras: clip_norm * min(1 / norm, 1 / clip_norm), NaN when the norm is not finite.
+    let seg_norm = SEG_BASE + 3u * p.nseg;
+    var total = 0.0;
+    for (var k = 0u; k < p.nseg; k++) {
+      total += hf(seg_norm + k);
     }
-    if (CLIP == 2u) {
-      shared_scale = max(sqrt(hf(seg_norm + seg)), hf(H_CLIP));
-    } else if (CLIP == 3u) {
-      // Keras: clip_norm * min(1 / norm, 1 / clip_norm), NaN when the norm is not finite.
-      var total = 0.0;
-      for (var k = 0u; k < p.nseg; k++) {
-        total += hf(seg_norm + k);
-      }
-      let c = hf(H_CLIP);
-      if ((bitcast<u32>(total) & 0x7f800000u) == 0x7f800000u) {
-        shared_scale = bitcast<f32>(0x7fc00000u);
-      } else if (total == 0.0) {
-        shared_scale = 1.0;
-      } else {
-        shared_scale = c * min(1.0 / sqrt(total), 1.0 / c);
-      }
-    }
-    shared_decay = ctl[seg_flags + seg] & 1u;
-    // Only this invocation reads or writes the block's counter: no other workgroup touches it.
-    ctl[counters + block] = t + 1u;
-    if (block == 0u) {
-      ctl[O_LR] = bitcast<u32>(lr);
+    let c = hf(H_CLIP);
+    if ((bitcast<u32>(total) & 0x7f800000u) == 0x7f800000u) {
+      st.global_scale = bitcast<f32>(0x7fc00000u);
+    } else if (total == 0.0) {
+      st.global_scale = 1.0;
+    } else {
+      st.global_scale = c * min(1.0 / sqrt(total), 1.0 / c);
     }
   }
-  workgroupBarrier();
-  let lr = shared_lr;
-  let i = block * WG + li;
+  return st;
+}
 
+// One vec4 of the arena: element 4i..4i+3 of parameter `seg`.
+fn update(i: u32, seg: u32, st: Step) {
+  let lr = st.lr;
   var gi = g[i];
   if (CLIP == 1u) {
     let c = hf(H_CLIP);
-    gi = clamp(gi, -c, c);
+    gi = clamp(gi, vec4(-c), vec4(c));
   } else if (CLIP == 2u) {
-    gi = (gi * hf(H_CLIP)) / shared_scale; // Keras: g * clipnorm / max(norm, clipnorm)
+    // Keras: g * clipnorm / max(norm, clipnorm)
+    let c = hf(H_CLIP);
+    gi = (gi * c) / max(sqrt(hf(SEG_BASE + 3u * p.nseg + seg)), c);
   } else if (CLIP == 3u) {
-    gi = gi * shared_scale;
+    gi = gi * st.global_scale;
   }
   var wi = w[i];
-  if (DECAY && shared_decay != 0u) {
+  if (DECAY && (ctl[SEG_BASE + seg] & 1u) != 0u) {
     wi = wi - wi * hf(H_WD) * lr;
   }
 
@@ -261,15 +252,17 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     case 1u: {
       // Adam (Keras 3): m += (g - m)(1 - b1); v += (g^2 - v)(1 - b2); AMSGrad: v = max(v_hat, v);
       // w -= m * alpha / (sqrt(v) + eps).
-      let m = s0[i] + (gi - s0[i]) * hf(H_1MBETA1);
-      var v = s1[i] + (gi * gi - s1[i]) * hf(H_1MBETA2);
+      let m0 = s0[i];
+      let v0 = s1[i];
+      let m = m0 + (gi - m0) * hf(H_1MBETA1);
+      var v = v0 + (gi * gi - v0) * hf(H_1MBETA2);
       s0[i] = m;
       s1[i] = v;
       if (AMSGRAD) {
         v = max(s2[i], v);
         s2[i] = v;
       }
-      wi = wi - (m * shared_alpha) / (sqrt(v) + hf(H_EPS));
+      wi = wi - (m * st.alpha) / (sqrt(v) + hf(H_EPS));
     }
     case 2u: {
       // RMSprop (Keras 3): v = rho v + (1 - rho) g^2; centered: a = rho a + (1 - rho) g and
@@ -302,28 +295,52 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     }
   }
   w[i] = wi;
-  g[i] = 0.0;
+  g[i] = vec4(0.0);
+}
+
+@compute @workgroup_size(64)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+  let inv = gid.x + gid.y * p.stride;
+  if (inv >= p.ninv) {
+    return;
+  }
+  let wg = inv / WG;
+  let lane = inv % WG;
+  let block_seg = SEG_BASE + 4u * p.nseg;
+  let counter = block_seg + p.blocks + inv;
+  let t = ctl[counter];
+  ctl[counter] = t + 1u;
+  let st = step_scalars(t);
+  if (inv == 0u) {
+    ctl[O_LR] = bitcast<u32>(st.lr);
+  }
+  for (var k = 0u; k < BPW; k++) {
+    let block = wg * BPW + k;
+    if (block < p.blocks) {
+      update(block * VB + lane, ctl[block_seg + block], st);
+    }
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
 // Sums of squares of each parameter's gradient, for clipnorm and globalClipnorm.
 
-var<workgroup> partial: array<f32, 256>;
+var<workgroup> partial: array<f32, 64>;
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(64)
 fn sumsq(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
   let seg = wid.x;
   if (seg >= p.nseg) {
     return;
   }
-  let start = ctl[SEG_BASE + p.nseg + seg];
-  let len = ctl[SEG_BASE + 2u * p.nseg + seg];
-  var acc = 0.0;
+  let start = ctl[SEG_BASE + p.nseg + seg] / 4u;
+  let len = ctl[SEG_BASE + 2u * p.nseg + seg] / 4u;
+  var acc = vec4(0.0);
   for (var k = li; k < len; k += WG) {
     let v = g[start + k];
     acc = fma(v, v, acc);
   }
-  partial[li] = acc;
+  partial[li] = (acc.x + acc.y) + (acc.z + acc.w);
   workgroupBarrier();
   for (var s = WG / 2u; s > 0u; s >>= 1u) {
     if (li < s) {

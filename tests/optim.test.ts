@@ -65,28 +65,40 @@ interface Case {
   names?: string[];
   /** Gradients all zero (the global norm is 0). */
   zeroGrads?: boolean;
+  /** Parameter shapes and gradient scales (default SHAPES, GRAD_SCALES). */
+  shapes?: number[][];
+  scales?: number[];
 }
 
-/** Random initial values and per-step gradients for SHAPES. */
+/**
+ * Many parameters of odd sizes around block boundaries (256 elements) and workgroup boundaries
+ * (1,024), for the per-parameter tables.
+ */
+const ODD_SHAPES = [[255], [256], [257], [1], [31, 33], [1025], [3], [4097], [2, 2, 2], [511]];
+const ODD_SCALES = [0.1, 0.05, 2, 5, 0.01, 0.02, 1, 0.03, 0.5, 0.08];
+
+/** Random initial values and per-step gradients for `shapes`, each scaled by `scales`. */
 function problem(
   seed: number,
   zeroGrads = false,
+  shapes = SHAPES,
+  scales = GRAD_SCALES,
 ): { init: Float32Array[]; grads: Float32Array[][] } {
   const rng = new Rng(seed);
-  const sizes = SHAPES.map((s) => s.reduce((a, b) => a * b, 1));
+  const sizes = shapes.map((s) => s.reduce((a, b) => a * b, 1));
   const init = sizes.map((n) => rng.floats(n, -1, 1));
   const grads = Array.from({ length: STEPS }, () =>
     sizes.map((n, k) => {
       const g = rng.floats(n, -1, 1);
-      for (let i = 0; i < n; i++) g[i] = zeroGrads ? 0 : Math.fround(g[i] * GRAD_SCALES[k]);
+      for (let i = 0; i < n; i++) g[i] = zeroGrads ? 0 : Math.fround(g[i] * scales[k]);
       return g;
     }));
   return { init, grads };
 }
 
-function makeArena(init: Float32Array[], names?: string[]): ParamArena {
+function makeArena(init: Float32Array[], names?: string[], shapes = SHAPES): ParamArena {
   return new ParamArena(
-    init.map((v, i) => ({ name: names?.[i] ?? `p${i}`, shape: SHAPES[i], value: v })),
+    init.map((v, i) => ({ name: names?.[i] ?? `p${i}`, shape: shapes[i], value: v })),
     { name: "test" },
   );
 }
@@ -124,8 +136,8 @@ async function compareWithReference(
 }
 
 async function runCase(c: Case, seed: number): Promise<void> {
-  const { init, grads } = problem(seed, c.zeroGrads);
-  const arena = makeArena(init, c.names);
+  const { init, grads } = problem(seed, c.zeroGrads, c.shapes, c.scales);
+  const arena = makeArena(init, c.names, c.shapes);
   const opt = c.make();
   const ref = new RefOptimizer(c.ref, init);
   try {
@@ -147,6 +159,33 @@ async function runCase(c: Case, seed: number): Promise<void> {
 }
 
 const CASES: Case[] = [
+  {
+    label: "sgd nesterov clipnorm, 10 parameters of odd sizes",
+    shapes: ODD_SHAPES,
+    scales: ODD_SCALES,
+    make: () => optim.sgd({ learningRate: 0.1, momentum: 0.9, nesterov: true, clipnorm: 0.7 }),
+    ref: { kind: "sgd", learningRate: 0.1, momentum: 0.9, nesterov: true, clipnorm: 0.7 },
+  },
+  {
+    label: "adamw globalClipnorm, 10 parameters of odd sizes",
+    shapes: ODD_SHAPES,
+    scales: ODD_SCALES,
+    names: ODD_SHAPES.map((_, i) => (i % 3 === 0 ? `dense/bias${i}` : `dense/kernel${i}`)),
+    make: () =>
+      optim.adamw({
+        learningRate: 0.02,
+        weightDecay: 0.2,
+        globalClipnorm: 1,
+        excludeFromWeightDecay: [/bias/],
+      }),
+    ref: {
+      kind: "adam",
+      learningRate: 0.02,
+      weightDecay: 0.2,
+      globalClipnorm: 1,
+      decayMask: ODD_SHAPES.map((_, i) => i % 3 !== 0),
+    },
+  },
   { label: "sgd defaults", make: () => optim.sgd(), ref: { kind: "sgd", learningRate: 0.01 } },
   {
     label: "sgd momentum 0.9",

@@ -3,12 +3,39 @@
  * and `adagrad`, with Keras 3's defaults and update formulas, Keras's `clipnorm`,
  * `globalClipnorm`, `clipvalue` and `weightDecay`, and learning-rate schedules.
  *
- * One step is one dispatch over the whole arena (two when a gradient norm is needed first): it
- * reads the gradients and the state, updates the parameters and the state, and clears the
- * gradients. Per-step values never come from the CPU: every block of the arena keeps its own copy
- * of the step counter in the optimizer's control buffer and the kernel computes the scheduled
- * learning rate and Adam's bias correction from it, so a recorded step can be replayed as it is.
- * Changing the learning rate (a callback) writes the control buffer with `queue.writeBuffer`.
+ * One step is one dispatch over the whole arena (two when a gradient norm is needed first: a
+ * reduction, then the update): it reads the gradients and the state, updates the parameters and
+ * the state, and clears the gradients. Each invocation of the update handles 16 elements and keeps
+ * its own copy of the step counter (Keras's `iterations`) in the optimizer's control buffer; it
+ * reads it, computes the scheduled learning rate and Adam's bias correction from it in f32 (with
+ * its own exp and cos, accurate to about an ulp on every adapter), and writes it back incremented.
+ * So per-step values never come from the CPU, and a recorded step replays as it is (see
+ * {@linkcode Optimizer.stepSpecs}). Setting {@linkcode Optimizer.learningRate} (a callback) writes
+ * the control buffer with `queue.writeBuffer`, which applies to the steps recorded afterwards.
+ *
+ * Keras parity. The formulas are Keras 3's (`keras/src/optimizers/*.py`), which are also those of
+ * the optimizers Keras 2.11+ made default; Keras 2's older `optimizer_v2` (tf.keras ≤ 2.10, now
+ * `keras.optimizers.legacy`) differs:
+ * - RMSprop: Keras 3 divides by `√(v + ε)`; optimizer_v2 divided by `√v + ε` without momentum and
+ *   by `√(v + ε)` with momentum (TF's fused kernel). Keras 3 accepts any momentum ≥ 0.
+ * - Adagrad: Keras 3 divides by `√(acc + ε)`; optimizer_v2 by `√acc + ε`.
+ * - Adam: both use `α = lr·√(1 − β₂ᵗ)/(1 − β₁ᵗ)` and `m·α/(√v + ε)` (ε outside the root, on the
+ *   uncorrected v, Keras's "epsilon hat"); Keras 3 writes the moments as `m += (g − m)(1 − β₁)`.
+ * - SGD: both keep `v = μv − lr·g; w += v` (the learning rate inside the velocity, unlike
+ *   PyTorch's `v = μv + g; w −= lr·v`); Nesterov adds `μv − lr·g`.
+ * - Weight decay: Keras 3 (all optimizers, AdamW's default 0.004) applies `w −= w·wd·lr` before
+ *   the update, with the scheduled learning rate; optimizer_v2 had no weight decay (TF Addons'
+ *   AdamW subtracted `wd·w` unscaled by the learning rate). Keras 3 dropped optimizer_v2's `decay`.
+ * - Clipping is the same in both: per variable `g·c/max(‖g‖, c)`, global
+ *   `g·c·min(1/‖G‖, 1/c)` (NaN everywhere when the global norm is not finite), by value `clip`.
+ *   Only one of them may be set; a value of 0 means off, as in Keras.
+ * - Schedules are evaluated at `iterations` before the increment (the first step uses step 0);
+ *   Adam's bias correction uses `iterations + 1`.
+ * Hyperparameters are rounded to f32 where Keras casts them (β, ε, ρ, momentum, the learning
+ * rate, `1 − β` computed in float64 first, as Python does). Not implemented: `use_ema`,
+ * `loss_scale_factor`, `gradient_accumulation_steps`, callable learning rates, and the other
+ * Keras optimizers and schedules. A parameter without a gradient gets a zero gradient (its
+ * momentum still decays) where Keras skips it.
  * @module
  */
 import fillSrc from "../../shaders/fill.wgsl" with { type: "text" };
@@ -36,6 +63,8 @@ const H_LNBETA1 = 14, H_LNBETA2 = 15, H_WD = 16, H_CLIP = 17;
 const O_LR = 24;
 const PW_TABLE = 32;
 const SEG_BASE = 256;
+/** Invocations per workgroup of the update, and blocks (of ARENA_BLOCK elements) per workgroup. */
+const WORKGROUP = 64, BLOCKS_PER_WORKGROUP = 4;
 /** ln(0) stand-in: beta^t underflows to 0 on the GPU. */
 const LN_ZERO = -1e30;
 
@@ -90,8 +119,10 @@ interface GpuState {
   /** Per slot name, its storage. */
   slots: Map<string, Storage>;
   specs: DispatchSpec[];
+  /** Word offset of the step counters in the control buffer. */
   counters: number;
-  blocks: number;
+  /** Invocations of the update, each with its own step counter. */
+  ninv: number;
 }
 
 function checkNumber(op: string, name: string, v: unknown, lo = -Infinity, hi = Infinity): number {
@@ -327,8 +358,10 @@ export abstract class Optimizer {
       );
     }
     this.#arena = arena;
-    const counters = SEG_BASE + 4 * nseg;
-    const ctl = new Uint32Array(counters + 2 * blocks);
+    const blockSeg = SEG_BASE + 4 * nseg;
+    const counters = blockSeg + blocks;
+    const ninv = Math.ceil(blocks / BLOCKS_PER_WORKGROUP) * WORKGROUP;
+    const ctl = new Uint32Array(counters + ninv);
     ctl.set(this.#header());
     arena.names.forEach((name, i) => {
       const excluded = this.excludeFromWeightDecay.some((re) => name.search(re) >= 0);
@@ -337,9 +370,9 @@ export abstract class Optimizer {
       ctl[SEG_BASE + 2 * nseg + i] = arena.paddedSizes[i];
       const first = arena.offsets[i] / ARENA_BLOCK;
       const count = arena.paddedSizes[i] / ARENA_BLOCK;
-      for (let b = first; b < first + count; b++) ctl[counters + blocks + b] = i;
+      ctl.fill(i, blockSeg + first, blockSeg + first + count);
     });
-    ctl.fill(this.#iterations, counters, counters + blocks);
+    ctl.fill(this.#iterations, counters);
     const constants: Record<string, number> = {
       OPT: OPT_CODE[spec.opt],
       CLIP: this.#clipCode(),
@@ -358,9 +391,8 @@ export abstract class Optimizer {
         return s;
       });
       while (bound.length < 3) bound.push(rt.alloc(16, `${name} unused slot ${bound.length}`));
-      const n = arena.paddedSize;
-      const g = grid(n);
-      const u = new Uint32Array([n, g.stride, blocks, nseg]);
+      const g = grid(ninv, WORKGROUP);
+      const u = new Uint32Array([blocks, g.stride, nseg, ninv]);
       const label = `${name} step (ParamArena "${arena.name}": ${nseg} parameters, ${arena.size} ` +
         `elements)`;
       const specs: DispatchSpec[] = [];
@@ -380,7 +412,7 @@ export abstract class Optimizer {
         workgroups: g.groups,
         label,
       });
-      this.#gpu = { ctl: ctlS, bound, slots, specs, counters, blocks };
+      this.#gpu = { ctl: ctlS, bound, slots, specs, counters, ninv };
     });
   }
 
@@ -489,10 +521,10 @@ export abstract class Optimizer {
     const ctl = await this.#readControl(op);
     const gpu = this.#built(op);
     const t = ctl[gpu.counters];
-    for (let b = 1; b < gpu.blocks; b++) {
-      if (ctl[gpu.counters + b] !== t) {
+    for (let k = 1; k < gpu.ninv; k++) {
+      if (ctl[gpu.counters + k] !== t) {
         throw new Error(
-          `internal: ${op}: block ${b} counts ${ctl[gpu.counters + b]} steps, not ${t}`,
+          `internal: ${op}: invocation ${k} counts ${ctl[gpu.counters + k]} steps, not ${t}`,
         );
       }
     }
@@ -574,9 +606,9 @@ export abstract class Optimizer {
     }
     this.build(a);
     this.#iterations = it;
-    const counts = new Uint32Array(a.paddedSize / ARENA_BLOCK).fill(it);
     schedule((rt) => {
       const gpu = this.#gpu!;
+      const counts = new Uint32Array(gpu.ninv).fill(it);
       for (const [name, host] of padded) rt.write(gpu.slots.get(name)!, host, `${op} ${name}`);
       rt.write(gpu.ctl, counts, `${op} iterations`, gpu.counters * 4);
     });
