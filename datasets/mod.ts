@@ -1,6 +1,6 @@
 /**
- * Data sets for training. This module holds the IDX reader and writer and the gzip helpers they
- * stream through.
+ * Data sets for training. This module holds the file formats they come in: IDX (with the gzip
+ * helpers it streams through), tar, PNG and ZIP.
  *
  * ```ts
  * import { datasets } from "./mod.ts";
@@ -29,3 +29,19 @@ export {
   writeIdxFile,
 } from "./idx.ts";
 export { gunzip, gunzipChunks, gzip, isGzip } from "./gzip.ts";
+export {
+  encodeTar,
+  readTar,
+  type TarEntry,
+  type TarEntryType,
+  type TarInput,
+  type TarReadOptions,
+} from "./tar.ts";
+export {
+  decodePngGray,
+  encodePng,
+  type GrayImage,
+  type PngDecodeOptions,
+  type PngInput,
+} from "./png.ts";
+export { extractZipEntry, listZip, type ZipEntry } from "./zip.ts";
