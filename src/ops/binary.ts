@@ -181,7 +181,7 @@ function maskGrads(mask: F, a: F, b: F, dy: F): [F, F] {
 }
 
 /** Sums a gradient over the axes that broadcasting added or stretched, back to `shape`. */
-export function sumTo(g: F, shape: readonly number[]): F {
+export function sumTo(g: Tensor<"f32">, shape: readonly number[]): Tensor<"f32"> {
   const lead = g.rank - shape.length;
   const axes: number[] = [];
   for (let i = 0; i < g.rank; i++) {
