@@ -1,6 +1,7 @@
 /**
- * Data sets for training. This module holds the file formats they come in: IDX (with the gzip
- * helpers it streams through), tar, PNG and ZIP.
+ * Data sets for training. This module holds the file formats they come in (IDX with the gzip
+ * helpers it streams through, tar, PNG and ZIP) and {@linkcode locateFiles}, which finds,
+ * downloads, verifies and caches them.
  *
  * ```ts
  * import { datasets } from "./mod.ts";
@@ -45,3 +46,19 @@ export {
   type PngInput,
 } from "./png.ts";
 export { extractZipEntry, listZip, type ZipEntry } from "./zip.ts";
+export {
+  cacheRoot,
+  type DatasetHints,
+  DatasetNotFoundError,
+  downloadFile,
+  type DownloadProgress,
+  downloadUrls,
+  type FetchOptions,
+  type FileOrigin,
+  type LocatedFile,
+  locateFiles,
+  type RemoteFile,
+  sha256File,
+  systemDirs,
+  type Verification,
+} from "./fetch.ts";

@@ -54,6 +54,7 @@ export function serve(routes: Record<string, Route>): {
   [Symbol.asyncDispose](): Promise<void>;
 } {
   const hits = new Map<string, number>();
+  const rawServers: Deno.Listener[] = [];
   const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, async (req) => {
     const path = new URL(req.url).pathname;
     hits.set(path, (hits.get(path) ?? 0) + 1);
@@ -65,20 +66,27 @@ export function serve(routes: Record<string, Route>): {
       await new Promise((ok) => setTimeout(ok, r.delayMs));
       return new Response(r.body);
     }
-    // Announce the full length, send part of the body, then fail the connection.
-    const { body, truncateAt } = r;
-    const stream = new ReadableStream<Uint8Array>({
-      start(ctl) {
-        ctl.enqueue(body.subarray(0, truncateAt));
-        setTimeout(() => ctl.error(new Error("connection dropped")), 20);
-      },
-    });
-    return new Response(stream, { headers: { "content-length": String(body.length) } });
+    // Announce the full length, send part of the body, then close the connection: a raw server
+    // does that (Deno.serve would log the failure), reached through a redirect.
+    const raw = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    rawServers.push(raw);
+    (async () => {
+      for await (const conn of raw) {
+        await conn.read(new Uint8Array(4096));
+        const head =
+          `HTTP/1.1 200 OK\r\ncontent-length: ${r.body.length}\r\nconnection: close\r\n\r\n`;
+        await conn.write(new TextEncoder().encode(head));
+        await conn.write(r.body.subarray(0, r.truncateAt));
+        conn.close();
+      }
+    })().catch(() => {});
+    return Response.redirect(`http://127.0.0.1:${raw.addr.port}/`, 302);
   });
   return {
     base: `http://127.0.0.1:${server.addr.port}`,
     hits,
     async [Symbol.asyncDispose]() {
+      for (const l of rawServers) l.close();
       await server.shutdown();
     },
   };
