@@ -1,7 +1,9 @@
 /**
  * Data sets for training. This module holds the file formats they come in (IDX with the gzip
- * helpers it streams through, tar, PNG and ZIP) and {@linkcode locateFiles}, which finds,
- * downloads, verifies and caches them.
+ * helpers it streams through, tar, PNG and ZIP), {@linkcode locateFiles}, which finds,
+ * downloads, verifies and caches them, and {@linkcode DataSplit}, which feeds them to a model:
+ * seeded batches of normalised floats, validation splits, one-hot labels and the upload of a
+ * whole split to the GPU ({@linkcode toGpu}).
  *
  * ```ts
  * import { datasets } from "./mod.ts";
@@ -62,3 +64,24 @@ export {
   systemDirs,
   type Verification,
 } from "./fetch.ts";
+export {
+  type Batch,
+  type BatchIterable,
+  type BatchOptions,
+  DataSplit,
+  type DataSplitOptions,
+  type LabelEncoding,
+  type Normalization,
+  normalizeBytes,
+  oneHot,
+  permutation,
+  type SplitStats,
+  type ValidationSplitOptions,
+} from "./feed.ts";
+export {
+  GpuDataset,
+  type GpuDatasetOptions,
+  type GpuSampleLocation,
+  type Storage,
+  toGpu,
+} from "./gpu.ts";
