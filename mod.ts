@@ -82,3 +82,4 @@ export {
 } from "./src/ops/binary.ts";
 export { broadcastTo } from "./src/ops/transform.ts";
 export * as optim from "./src/optim/mod.ts";
+export { logSoftmax, softmax, softmaxGrad } from "./src/ops/softmax.ts";
