@@ -83,3 +83,4 @@ export {
 export { broadcastTo } from "./src/ops/transform.ts";
 export * as optim from "./src/optim/mod.ts";
 export { logSoftmax, softmax, softmaxGrad } from "./src/ops/softmax.ts";
+export * as losses from "./src/ops/loss.ts";
