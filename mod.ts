@@ -84,3 +84,4 @@ export { broadcastTo } from "./src/ops/transform.ts";
 export * as optim from "./src/optim/mod.ts";
 export { logSoftmax, softmax, softmaxGrad } from "./src/ops/softmax.ts";
 export * as losses from "./src/ops/loss.ts";
+export * as metrics from "./src/ops/metrics.ts";
