@@ -139,6 +139,16 @@ export function releaseTape(tape: Tape): void {
   for (const t of tape.deferred.splice(0)) t.dispose();
 }
 
+const onesSeeds = new WeakSet<Tensor>();
+
+/**
+ * Whether `t` is the all-ones seed that {@linkcode backward} made for its target: a gradient rule
+ * may then skip multiplying by it (a fused loss returns its stored gradient as is).
+ */
+export function isOnesSeed(t: Tensor): boolean {
+  return onesSeeds.has(t);
+}
+
 /** Options of {@linkcode backward}. */
 export interface BackwardOptions {
   /** The gradient of the target (default: ones, i.e. the gradient of the sum of the target). */
@@ -172,6 +182,7 @@ export function backward(
         `gradient: seed ${options.seed.describe()} does not match the target ${target.describe()}`,
       );
     }
+    if (!options.seed) onesSeeds.add(seed);
     grads.set(target, seed);
     const keep = new Set<Tensor>(sources);
     if (options.seed) keep.add(options.seed);

@@ -22,7 +22,7 @@
  * ```
  * @module
  */
-import { record, recording } from "../autodiff/tape.ts";
+import { isOnesSeed, record, recording } from "../autodiff/tape.ts";
 import { WgradError } from "../errors.ts";
 import type { Tensor } from "../tensor.ts";
 import { mul } from "./binary.ts";
@@ -156,7 +156,9 @@ function lossOp(
   });
   if (grad) {
     const scaled = (dy: Tensor<"f32">): Tensor<"f32"> => {
-      if (opts.reduce !== "none") return mul(grad, dy);
+      if (opts.reduce !== "none") {
+        return isOnesSeed(dy) ? reshape(grad, yPred.shape) : mul(grad, dy);
+      }
       const rowsDy = reshape(dy, [layout.rows, 1]);
       const flat = reshape(grad, [layout.rows, layout.cols]);
       const g = mul(flat, rowsDy);
