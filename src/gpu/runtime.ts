@@ -207,7 +207,7 @@ export class Runtime {
    * Overwrites a region from the CPU with `queue.writeBuffer`. Recorded commands are submitted
    * first, so that none of them sees the new contents.
    */
-  write(dst: Storage, data: ArrayBufferView<ArrayBuffer>, label: string, byteOffset = 0): void {
+  write(dst: Storage, data: ArrayBufferView, label: string, byteOffset = 0): void {
     this.check();
     this.#assertOwned(dst, label);
     if (byteOffset + data.byteLength > dst.byteLength) {
@@ -218,7 +218,7 @@ export class Runtime {
     this.device.queue.writeBuffer(
       dst.buffer,
       dst.offset + byteOffset,
-      data.buffer,
+      data.buffer as ArrayBuffer,
       data.byteOffset,
       data.byteLength,
     );
