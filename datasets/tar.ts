@@ -127,7 +127,12 @@ export async function* readTar(
       if (h.length < BLOCK) {
         throw fail(name, `truncated archive: a header at byte ${at} has ${h.length} of 512 bytes`);
       }
-      if (isZeroBlock(h)) return; // end-of-archive marker
+      if (isZeroBlock(h)) {
+        // The end-of-archive marker. The rest (padding) is still read, so that a compressed
+        // source reaches its end and checks its CRC before the caller trusts what it was given.
+        await q.forEach(Infinity, () => {});
+        return;
+      }
       if (!checksumOk(h)) {
         throw fail(name, `corrupt tar header at byte ${at}: checksum mismatch`);
       }

@@ -90,6 +90,10 @@ Deno.test("tar: ustar, GNU and pax archives from Python's tarfile read back exac
     assert.ok(entries.some((e) => e.type === "directory" && e.path.replace(/\/$/, "") === "top"));
     assert.ok(entries.some((e) => e.type === "symlink" && e.path === "top/link"));
   }
+  // Damage to the gzip trailer is found even though the tar end marker comes before it.
+  const damaged = b64(TAR_GZ.gnu);
+  damaged[damaged.length - 7] ^= 1;
+  await rejectsWith(tarEntries(damaged, "d.tar.gz"), "d.tar.gz: corrupt gzip stream");
   // Selecting skips the data of the others.
   const some = await tarEntries(b64(TAR_GZ.pax), "p", (p) => p.endsWith("a.txt"));
   assert.deepEqual(some.filter((e) => e.data.length).map((e) => e.path), ["top/a.txt"]);
