@@ -12,8 +12,8 @@
  * read, write or reach is reported with the flag that would allow it.
  * @module
  */
-import { createHash } from "node:crypto";
 import { WgradError } from "../src/errors.ts";
+import { Sha256, sha256Hex, toHex } from "./checksum.ts";
 import { gzipHeaderBytes, parseGzipHeader } from "./gzip.ts";
 
 /** A file of a data set, as published. */
@@ -208,33 +208,51 @@ async function isFile(path: string): Promise<boolean> {
 // ---------------------------------------------------------------------------------------------
 // Checksums.
 
-/** The SHA-256 (hex) of a file, streamed. `prefix` replaces its first `skip` bytes. */
+/** Files up to this size are hashed whole by Web Crypto; larger ones are streamed. */
+const WHOLE_FILE_HASH_BYTES = 256 * 2 ** 20;
+
+/**
+ * The SHA-256 (hex) of a file; with `replace`, of `prefix` followed by the file from byte `skip`.
+ * Files up to 256 MiB are read whole and hashed by Web Crypto (about 1 GB/s); larger ones are
+ * streamed through {@linkcode Sha256} (about 120 MB/s) so that they never sit in memory.
+ */
 export async function sha256File(
   path: string,
   replace?: { skip: number; prefix: Uint8Array },
 ): Promise<string> {
-  const h = createHash("sha256");
   const file = await Deno.open(path, { read: true });
   try {
-    if (replace) {
-      h.update(replace.prefix);
-      await file.seek(replace.skip, Deno.SeekMode.Start);
+    const size = (await file.stat()).size;
+    const skip = replace ? Math.min(replace.skip, size) : 0;
+    const prefix = replace?.prefix ?? new Uint8Array(0);
+    await file.seek(skip, Deno.SeekMode.Start);
+    if (size - skip <= WHOLE_FILE_HASH_BYTES) {
+      const buf = new Uint8Array(prefix.length + size - skip);
+      buf.set(prefix);
+      let o = prefix.length;
+      while (o < buf.length) {
+        const n = await file.read(buf.subarray(o));
+        if (n === null) break;
+        o += n;
+      }
+      return toHex(new Uint8Array(await crypto.subtle.digest("SHA-256", buf.subarray(0, o))));
     }
+    const h = new Sha256().update(prefix);
     const buf = new Uint8Array(1 << 20);
     for (;;) {
       const n = await file.read(buf);
       if (n === null) break;
       h.update(buf.subarray(0, n));
     }
+    return h.hex();
   } finally {
     file.close();
   }
-  return h.digest("hex");
 }
 
 /** The SHA-256 (hex) of bytes in memory. */
 export function sha256Bytes(data: Uint8Array): string {
-  return createHash("sha256").update(data).digest("hex");
+  return sha256Hex(data);
 }
 
 /**
@@ -445,7 +463,7 @@ export async function downloadFile(
       total,
       typeof options.progress === "function" ? options.progress : null,
     );
-    const hash = createHash("sha256");
+    const hash = new Sha256();
     let bytes = 0;
     for await (const chunk of res.body) {
       hash.update(chunk);
@@ -461,7 +479,7 @@ export async function downloadFile(
     await out.syncData().catch(() => {});
     out.close();
     open = false;
-    const digest = hash.digest("hex");
+    const digest = hash.hex();
     if (file.size !== undefined && bytes !== file.size) {
       throw new Error(`incomplete: ${bytes} of ${file.size} bytes`);
     }

@@ -8,8 +8,8 @@
  * rounded to 8 bits, and 1-, 2- and 4-bit gray levels are scaled to 0–255.
  * @module
  */
-import { crc32 } from "node:zlib";
 import { WgradError } from "../src/errors.ts";
+import { crc32 } from "./checksum.ts";
 import { bytesStream, inflater } from "./gzip.ts";
 import { concatBytes } from "./bytes.ts";
 

@@ -18,9 +18,9 @@ import {
   locateFiles,
   recordSha256,
   type RemoteFile,
-  sha256Bytes,
   sha256File,
 } from "./fetch.ts";
+import { sha256Digest } from "./checksum.ts";
 import { gunzipChunks } from "./gzip.ts";
 import { type IdxArray, readIdx, readIdxFile } from "./idx.ts";
 import { decodePngGray } from "./png.ts";
@@ -335,9 +335,10 @@ async function datasetFromIdx(
   classNames: readonly string[],
   sample: boolean,
   transpose = false,
+  preloaded?: readonly Uint8Array[],
 ): Promise<Dataset> {
-  const read = (l: LocatedFile) =>
-    /^https?:/.test(l.path) ? readIdxFile(new URL(l.path), { name: l.path }) : readIdxFile(l.path);
+  const read = (l: LocatedFile, i: number) =>
+    preloaded ? readIdx(preloaded[i], { name: l.path }) : readIdxFile(l.path);
   const [xtr, ytr, xte, yte] = await Promise.all(located.map(read));
   const shape = [28, 28];
   if (transpose) {
@@ -426,6 +427,7 @@ const SAMPLE_FILES: readonly { name: string; sha256: string }[] = [
 /** Loads the bundled Fashion-MNIST sample, verifying its checksums. */
 async function fashionMnistSample(): Promise<Dataset> {
   const located: LocatedFile[] = [];
+  const fetched: Uint8Array[] = [];
   for (const f of SAMPLE_FILES) {
     const url = new URL(`./fashion-mnist-sample/${f.name}`, import.meta.url);
     let path: string, sha: string;
@@ -433,10 +435,16 @@ async function fashionMnistSample(): Promise<Dataset> {
       path = decodeURIComponent(url.pathname);
       sha = await sha256File(path);
     } else {
+      // Imported by URL: fetched once, verified, then parsed from memory.
       path = url.href;
       const res = await fetch(url);
-      if (!res.ok) throw fail(url.href, `HTTP ${res.status}`);
-      sha = sha256Bytes(new Uint8Array(await res.arrayBuffer()));
+      if (!res.ok) {
+        await res.body?.cancel();
+        throw fail(url.href, `HTTP ${res.status}`);
+      }
+      const bytes = new Uint8Array(await res.arrayBuffer());
+      fetched.push(bytes);
+      sha = await sha256Digest(bytes);
     }
     if (sha !== f.sha256) {
       throw fail(path, `checksum mismatch: SHA-256 is ${sha}, the bundled sample's is ${f.sha256}`);
@@ -449,7 +457,14 @@ async function fashionMnistSample(): Promise<Dataset> {
       sha256: sha,
     });
   }
-  return await datasetFromIdx("fashion-mnist", located, FASHION_MNIST_CLASSES, true);
+  return await datasetFromIdx(
+    "fashion-mnist",
+    located,
+    FASHION_MNIST_CLASSES,
+    true,
+    false,
+    fetched.length ? fetched : undefined,
+  );
 }
 
 /**
@@ -572,6 +587,7 @@ export async function emnist(options: EmnistOptions = {}): Promise<Dataset> {
     }
     const name = `${zip.path} (${entry.name})`;
     arrays.push(await readIdx(bytes, { name }));
+    const sha = await sha256Digest(bytes);
     let path = name;
     if (writable) {
       await Deno.mkdir(cacheDir, { recursive: true });
@@ -584,14 +600,14 @@ export async function emnist(options: EmnistOptions = {}): Promise<Dataset> {
         await Deno.remove(tmp).catch(() => {});
         throw e;
       }
-      await recordSha256(cacheDir, f.name, sha256Bytes(bytes));
+      await recordSha256(cacheDir, f.name, sha);
     }
     located.push({
       file: f,
       path,
       origin: zip.origin,
       verified: zip.verified,
-      sha256: sha256Bytes(bytes),
+      sha256: sha,
     });
   }
   if (transpose) {

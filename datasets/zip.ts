@@ -5,8 +5,8 @@
  * archives are refused with a clear error.
  * @module
  */
-import { crc32 } from "node:zlib";
 import { WgradError } from "../src/errors.ts";
+import { crc32 } from "./checksum.ts";
 import { inflater } from "./gzip.ts";
 
 /** An entry of a ZIP archive's central directory. */
