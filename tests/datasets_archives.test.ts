@@ -51,6 +51,10 @@ Deno.test("gzip: streamed decompression, header fields, and clear errors", async
   const bad = gz.slice();
   bad[bad.length - 8] ^= 0xff;
   await rejectsWith(gunzip(bad, "crc.gz"), "crc.gz: corrupt gzip stream", "CRC-32");
+  // The length trailer (ISIZE) is checked by the platform too.
+  const isize = gz.slice();
+  isize[isize.length - 1] ^= 0x01;
+  await rejectsWith(gunzip(isize, "isize.gz"), "isize.gz: corrupt gzip stream");
   const two = Uint8Array.of(...gzipSync(data.subarray(0, 10)), ...gzipSync(data.subarray(0, 10)));
   await rejectsWith(
     gunzip(two, "two.gz"),
