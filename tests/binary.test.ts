@@ -5,11 +5,18 @@
 import {
   add,
   binary,
+  BINARY_OPS,
   type BinaryOp,
   div,
+  equal,
+  greater,
+  greaterEqual,
+  less,
+  lessEqual,
   maximum,
   minimum,
   mul,
+  notEqual,
   type Operand,
   pow,
   scalar,
@@ -46,7 +53,19 @@ import {
  * add, sub and mul are correctly rounded in WGSL, and maximum/minimum pick an operand: all exact
  * against the float64 result rounded to f32 (the float64 result of two f32 operands is exact here).
  */
-const EXACT_F32: ReadonlySet<BinaryName> = new Set(["add", "sub", "mul", "maximum", "minimum"]);
+const EXACT_F32: ReadonlySet<BinaryName> = new Set([
+  "add",
+  "sub",
+  "mul",
+  "maximum",
+  "minimum",
+  "greater",
+  "greaterEqual",
+  "less",
+  "lessEqual",
+  "equal",
+  "notEqual",
+]);
 /** div: WGSL allows 2.5 ulps (llvmpipe rounds correctly). */
 const DIV_TOL: Tolerance = { atol: 0, rtol: 2.5 * EPS };
 /**
@@ -134,6 +153,24 @@ function operands(
   na: number,
   nb: number,
 ): [Float32Array | Int32Array | Uint32Array, Float32Array | Int32Array | Uint32Array] {
+  if (COMPARISONS.has(op)) {
+    // Few distinct values, so that every relation is both true and false many times.
+    const draw = (n: number) => rng.ints(n, 0, 4);
+    const [a, b] = [draw(na), draw(nb)];
+    if (dtype === "f32") {
+      return [
+        Float32Array.from(a, (v) => v - 1.5),
+        Float32Array.from(b, (v) => v - 1.5),
+      ];
+    }
+    if (dtype === "i32") {
+      return [
+        Int32Array.from(a, (v) => v - 2),
+        Int32Array.from(b, (v) => v - 2),
+      ];
+    }
+    return [Uint32Array.from(a), Uint32Array.from(b)];
+  }
   if (dtype === "f32") {
     if (op === "div") {
       // Divisors away from 0, where the quotient is ill-conditioned.
@@ -182,6 +219,15 @@ function toleranceFor(
   return EXACT;
 }
 
+const COMPARISONS: ReadonlySet<BinaryName> = new Set([
+  "greater",
+  "greaterEqual",
+  "less",
+  "lessEqual",
+  "equal",
+  "notEqual",
+]);
+
 const FUNCS: Record<
   BinaryName,
   <D extends "f32" | "i32" | "u32">(a: Tensor<D>, b: Tensor<D>) => Tensor<D>
@@ -195,9 +241,29 @@ const FUNCS: Record<
   // pow takes f32 only; the table is only called with f32 for it (and for the error cases).
   pow: <D extends "f32" | "i32" | "u32">(a: Tensor<D>, b: Tensor<D>) =>
     pow(a as Tensor<"f32">, b as Tensor<"f32">) as unknown as Tensor<D>,
+  greater,
+  greaterEqual,
+  less,
+  lessEqual,
+  equal,
+  notEqual,
 };
 
-const OPS: readonly BinaryName[] = ["add", "sub", "mul", "div", "maximum", "minimum", "pow"];
+const OPS: readonly BinaryName[] = [
+  "add",
+  "sub",
+  "mul",
+  "div",
+  "maximum",
+  "minimum",
+  "pow",
+  "greater",
+  "greaterEqual",
+  "less",
+  "lessEqual",
+  "equal",
+  "notEqual",
+];
 
 function upload<D extends "f32" | "i32" | "u32">(
   data: Float32Array | Int32Array | Uint32Array,
@@ -357,7 +423,7 @@ Deno.test("binary: errors name the op and both shapes or dtypes", () => {
 // The op codes the kernel switches on match the exported table.
 Deno.test("binary: binary(op, a, b) covers every exported op", async () => {
   const x = [1.5, 2, 3], y = [2, 0.5, 2];
-  const ops = ["add", "sub", "mul", "div", "maximum", "minimum", "pow"] as BinaryOp[];
+  const ops = Object.keys(BINARY_OPS) as BinaryOp[];
   const outs = await computeAll(() => ops.map((op) => binary(op, f32(x, [3]), f32(y, [3]))));
   ops.forEach((op, i) => {
     const e = binaryRef(op, x, [3], y, [3]).data;

@@ -173,7 +173,36 @@ export function unaryRef(
 // Binary ops
 
 /** The binary ops the engine has (as in `BINARY_OPS`). */
-export type BinaryName = "add" | "sub" | "mul" | "div" | "maximum" | "minimum" | "pow";
+export type BinaryName =
+  | "add"
+  | "sub"
+  | "mul"
+  | "div"
+  | "maximum"
+  | "minimum"
+  | "pow"
+  | CompareName;
+
+/** The comparisons: 1 where the relation holds, else 0, in the operands' dtype. */
+export type CompareName = "greater" | "greaterEqual" | "less" | "lessEqual" | "equal" | "notEqual";
+
+/** A comparison of two scalars as 1 or 0. */
+export function compareScalar(op: CompareName, a: number, b: number): number {
+  switch (op) {
+    case "greater":
+      return a > b ? 1 : 0;
+    case "greaterEqual":
+      return a >= b ? 1 : 0;
+    case "less":
+      return a < b ? 1 : 0;
+    case "lessEqual":
+      return a <= b ? 1 : 0;
+    case "equal":
+      return a === b ? 1 : 0;
+    case "notEqual":
+      return a !== b ? 1 : 0;
+  }
+}
 
 /**
  * aᵇ with the engine's documented semantics (src/ops/binary.ts): x⁰ = 1; a ≥ 0 gives |a|ᵇ;
@@ -189,6 +218,12 @@ export function powRef(a: number, b: number): number {
 
 /** One binary op on two scalars of `dtype` (integers wrap at 32 bits; division truncates). */
 export function binaryScalar(op: BinaryName, a: number, b: number, dtype: RefDType): number {
+  if (
+    op === "greater" || op === "greaterEqual" || op === "less" || op === "lessEqual" ||
+    op === "equal" || op === "notEqual"
+  ) {
+    return compareScalar(op, a, b);
+  }
   if (dtype === "f32") {
     switch (op) {
       case "add":
