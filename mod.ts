@@ -82,6 +82,14 @@ export {
 } from "./src/ops/binary.ts";
 export { broadcastTo } from "./src/ops/transform.ts";
 export * as optim from "./src/optim/mod.ts";
+export {
+  type Activation,
+  ACTIVATIONS,
+  linear,
+  type LinearOptions,
+  matmul,
+  type MatmulOptions,
+} from "./src/ops/matmul.ts";
 export { logSoftmax, softmax, softmaxGrad } from "./src/ops/softmax.ts";
 export * as losses from "./src/ops/loss.ts";
 export * as metrics from "./src/ops/metrics.ts";
