@@ -91,5 +91,17 @@ export {
   type MatmulOptions,
 } from "./src/ops/matmul.ts";
 export { logSoftmax, softmax, softmaxGrad } from "./src/ops/softmax.ts";
-export * as losses from "./src/ops/loss.ts";
+export * as losses from "./src/train/losses.ts";
 export * as metrics from "./src/ops/metrics.ts";
+export * as nn from "./src/nn/mod.ts";
+export * as plot from "./src/plot/chart.ts";
+export * as callbacks from "./src/train/callbacks.ts";
+export { History } from "./src/train/callbacks.ts";
+export type {
+  CompileOptions,
+  EvaluateOptions,
+  FitOptions,
+  InputData,
+  TargetData,
+  XY,
+} from "./src/train/trainer.ts";

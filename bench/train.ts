@@ -1,0 +1,90 @@
+/**
+ * Training throughput: samples per second of compiled training steps (forward, backward, Adam,
+ * loss and accuracy accumulation; one submit per step) for the seed notebooks' MLPs on
+ * Fashion-MNIST, at batch 32 and 128. Each figure is the median of 3 timed epochs of `steps`
+ * steps after a warm-up epoch; the capture of the step (compile) is excluded.
+ *
+ * Run: `deno task bench:train` (add `--json=bench/train.json` to write the figures,
+ * `--steps N` to change the epoch length).
+ * @module
+ */
+import { parseArgs } from "node:util";
+import { datasets, gpuInfo, losses, nn, optim } from "../mod.ts";
+
+const { values: flags } = parseArgs({
+  args: Deno.args,
+  options: { json: { type: "string" }, steps: { type: "string", default: "400" } },
+});
+const info = await gpuInfo();
+console.log(`wgrad training benchmark — adapter "${info.description}", Deno ${info.deno}`);
+
+const data = await datasets.fashionMnist({ sample: "fallback", quiet: true });
+const steps = Number(flags.steps);
+
+interface Row {
+  model: string;
+  batch: number;
+  samplesPerSecond: number;
+  msPerStep: number;
+}
+const rows: Row[] = [];
+
+for (
+  const [name, widths] of [["MLP 784-128-10", [128]], ["MLP 784-256-128-64-64-10", [
+    256,
+    128,
+    64,
+    64,
+  ]]] as const
+) {
+  for (const batch of [32, 128]) {
+    const n = Math.min(steps * batch, data.train.length);
+    const split = { x: data.train.x.subarray(0, n * 784), y: data.train.y.subarray(0, n) };
+    const model = nn.sequential([
+      nn.flatten(),
+      ...widths.map((w) => nn.dense(w, { activation: "relu" })),
+      nn.dense(10),
+    ], { inputShape: [28, 28], seed: 1 });
+    model.compile({
+      optimizer: optim.adam(),
+      loss: losses.sparseCategoricalCrossentropy({ fromLogits: true }),
+      metrics: ["accuracy"],
+    });
+    const times: number[] = [];
+    let t0 = 0;
+    const timer = {
+      onTrainBegin: () => void (t0 = performance.now()),
+      onTrainEnd: () => void times.push(performance.now() - t0),
+    };
+    for (let run = 0; run < 4; run++) {
+      await model.fit(split, { epochs: 1, batchSize: batch, verbose: 0, callbacks: [timer] });
+    }
+    times.shift(); // warm-up
+    times.sort((a, b) => a - b);
+    const ms = times[1];
+    const stepsRun = Math.ceil(n / batch);
+    rows.push({ model: name, batch, samplesPerSecond: n / (ms / 1000), msPerStep: ms / stepsRun });
+    model.dispose();
+  }
+}
+
+console.log("\nmodel                         batch   samples/s   ms/step");
+for (const r of rows) {
+  console.log(
+    `${r.model.padEnd(29)} ${String(r.batch).padStart(5)} ${
+      r.samplesPerSecond.toFixed(0).padStart(11)
+    } ${r.msPerStep.toFixed(2).padStart(9)}`,
+  );
+}
+if (flags.json) {
+  const out = {
+    adapter: info.description,
+    deno: info.deno,
+    date: new Date().toISOString(),
+    sample: data.sample,
+    rows,
+  };
+  await Deno.writeTextFile(flags.json + ".tmp", JSON.stringify(out, null, 2));
+  await Deno.rename(flags.json + ".tmp", flags.json);
+  console.log(`figures written to ${flags.json}`);
+}

@@ -1,0 +1,868 @@
+/**
+ * compile / fit / evaluate / predict for Sequential models.
+ *
+ * `fit` builds, once per batch size, a captured training step: gather the batch from the
+ * GPU-resident data set through a shuffled permutation, forward, loss, backward (derived by the
+ * tape while capturing), copy the gradients into the parameter arena, one fused optimizer
+ * dispatch, and accumulate loss and correct count on the GPU. Each step then costs one small
+ * `writeBuffer` (the step state), the replay of the captured commands and one `queue.submit`;
+ * loss and metrics come back through asynchronous readbacks every few steps, never awaited step
+ * by step.
+ * @module
+ */
+import { noGrad } from "../autodiff/tape.ts";
+import { valueAndGradSync } from "../autodiff/grad.ts";
+import { fmtShape, WgradError } from "../errors.ts";
+import { type Plan, ready, type Runtime } from "../gpu/runtime.ts";
+import type { Storage } from "../gpu/buffers.ts";
+import { accumulateInto } from "../ops/accumulate.ts";
+import { add } from "../ops/binary.ts";
+import { gatherRows, type GatherSource } from "../ops/gather.ts";
+import { ParamArena } from "../optim/arena.ts";
+import { Philox } from "../random.ts";
+import { keep, type Tensor, tensor, zeros } from "../tensor.ts";
+import type { Sequential } from "../nn/sequential.ts";
+import { type Callback, History, type TrainingControl } from "./callbacks.ts";
+import { ProgressBar } from "./progress.ts";
+import {
+  type LossLike,
+  type LossSpec,
+  type MetricSpec,
+  resolveLoss,
+  resolveMetrics,
+} from "./losses.ts";
+import { type OptimizerLike, resolveOptimizer } from "./optimizers.ts";
+
+// ---------------------------------------------------------------------------------------------
+// Data
+
+/** Inputs `fit`, `evaluate` and `predict` accept. */
+export type InputData =
+  | Tensor
+  | Float32Array
+  | Uint8Array
+  | readonly number[]
+  | readonly (readonly number[])[]
+  | { data: Uint8Array | Float32Array; shape: readonly number[] };
+
+/** Targets: sparse labels (integers) or dense targets (one row per sample). */
+export type TargetData =
+  | Tensor
+  | Int32Array
+  | Uint8Array
+  | Uint32Array
+  | Float32Array
+  | readonly number[]
+  | readonly (readonly number[])[];
+
+/** A data set split as the datasets module returns it: `{ x, y }`. */
+export interface XY {
+  /** Inputs. */
+  x: InputData;
+  /** Targets. */
+  y: TargetData;
+}
+
+interface DeviceData {
+  x: GatherSource;
+  y: GatherSource;
+  rows: number;
+  /** Tensors this object made and must dispose. */
+  owned: Tensor[];
+  scale: number;
+  shift: number;
+}
+
+function isTensor(v: unknown): v is Tensor {
+  return v !== null && typeof v === "object" && "shape" in v && "dtype" in v && "storage" in v;
+}
+
+function nestedShape(v: unknown): number[] {
+  const s: number[] = [];
+  while (Array.isArray(v)) {
+    s.push(v.length);
+    v = v[0];
+  }
+  return s;
+}
+
+function flat(v: unknown): number[] {
+  const out: number[] = [];
+  const walk = (x: unknown): void => {
+    if (Array.isArray(x)) { for (const y of x) walk(y); }
+    else out.push(x as number);
+  };
+  walk(v);
+  return out;
+}
+
+/** Puts inputs on the GPU as a gather source (bytes stay bytes: four per word). */
+function inputSource(model: Sequential, x: InputData, what: string, owned: Tensor[]): GatherSource {
+  const rowShape = [...model.inputShape];
+  const rowSize = rowShape.reduce((a, b) => a * b, 1);
+  const fromFlat = (n: number, kindLabel: string): number => {
+    if (n % rowSize !== 0) {
+      throw new WgradError(
+        "shape",
+        `${what}: ${n} ${kindLabel} values are not a whole number of samples of ${
+          fmtShape(rowShape)
+        } (${rowSize} each)`,
+      );
+    }
+    return n / rowSize;
+  };
+  if (isTensor(x)) {
+    x.assertLive(what);
+    if (x.dtype !== "f32") {
+      throw new WgradError("dtype", `${what}: inputs ${x.describe()} must be f32`);
+    }
+    if (fmtShape(x.shape.slice(1)) !== fmtShape(rowShape)) {
+      throw new WgradError(
+        "shape",
+        `${what}: inputs ${x.describe()} do not match the model's input (None, ${
+          rowShape.join(", ")
+        })`,
+      );
+    }
+    return { data: x, kind: "f32", rows: x.shape[0], rowShape };
+  }
+  let data: Uint8Array | Float32Array;
+  let shape: readonly number[] | null = null;
+  if (x instanceof Uint8Array || x instanceof Float32Array) data = x;
+  else if (Array.isArray(x)) {
+    shape = nestedShape(x);
+    data = Float32Array.from(flat(x));
+  } else if (x && typeof x === "object" && "data" in x && "shape" in x) {
+    data = x.data;
+    shape = x.shape;
+  } else {
+    throw new WgradError(
+      "value",
+      `${what}: inputs must be a tensor, a typed array or nested arrays`,
+    );
+  }
+  if (shape && shape.length > 1 && fmtShape(shape.slice(1)) !== fmtShape(rowShape)) {
+    throw new WgradError(
+      "shape",
+      `${what}: inputs of shape ${fmtShape(shape)} do not match the model's input (None, ${
+        rowShape.join(", ")
+      })`,
+    );
+  }
+  const rows = fromFlat(data.length, data instanceof Uint8Array ? "byte" : "float");
+  if (data instanceof Uint8Array) {
+    const words = new Uint32Array(Math.ceil(data.length / 4));
+    new Uint8Array(words.buffer).set(data);
+    const t = tensor(words);
+    owned.push(t);
+    return { data: t, kind: "u8", rows, rowShape };
+  }
+  const t = tensor(data, [rows, ...rowShape]);
+  owned.push(t);
+  return { data: t, kind: "f32", rows, rowShape };
+}
+
+/** Puts targets on the GPU: sparse labels as i32 [N], dense targets as f32 [N, ...]. */
+function targetSource(
+  model: Sequential,
+  y: TargetData,
+  rows: number,
+  loss: LossSpec,
+  what: string,
+  owned: Tensor[],
+): GatherSource {
+  const out = model.outputShape;
+  const classes = out[out.length - 1];
+  if (isTensor(y)) {
+    y.assertLive(what);
+    if (y.shape[0] !== rows) {
+      throw new WgradError(
+        "shape",
+        `${what}: ${rows} input samples but ${y.shape[0]} targets (${y.describe()})`,
+      );
+    }
+    if (loss.labels === "sparse") {
+      if (y.dtype !== "i32" || y.size !== rows) {
+        throw new WgradError(
+          "dtype",
+          `${what}: ${loss.name} takes integer labels, one per sample (i32 [${rows}]); got ${y.describe()}`,
+        );
+      }
+      return { data: y, kind: "i32", rows, rowShape: [] };
+    }
+    if (y.dtype !== "f32") {
+      throw new WgradError("dtype", `${what}: ${loss.name} takes f32 targets, got ${y.describe()}`);
+    }
+    return { data: y, kind: "f32", rows, rowShape: y.shape.slice(1) as number[] };
+  }
+  const values = ArrayBuffer.isView(y) ? (y as ArrayLike<number>) : flat(y);
+  if (loss.labels === "sparse") {
+    if (values.length !== rows) {
+      throw new WgradError("shape", `${what}: ${rows} input samples but ${values.length} labels`);
+    }
+    const labels = new Int32Array(rows);
+    for (let i = 0; i < rows; i++) {
+      const v = values[i];
+      if (!Number.isInteger(v) || v < 0 || v >= classes) {
+        throw new WgradError(
+          "value",
+          `${what}: label ${v} of sample ${i} is outside [0, ${classes}) (the model has ${classes} outputs)`,
+        );
+      }
+      labels[i] = v;
+    }
+    const t = tensor(labels);
+    owned.push(t);
+    return { data: t, kind: "i32", rows, rowShape: [] };
+  }
+  const per = values.length / rows;
+  if (!Number.isInteger(per) || per !== out.reduce((a, b) => a * b, 1)) {
+    throw new WgradError(
+      "shape",
+      `${what}: ${values.length} target values for ${rows} samples do not match the model's output (None, ${
+        out.join(", ")
+      })`,
+    );
+  }
+  const t = tensor(Float32Array.from(values), [rows, ...out]);
+  owned.push(t);
+  return { data: t, kind: "f32", rows, rowShape: [...out] };
+}
+
+async function checkTensorLabels(src: GatherSource, classes: number, what: string): Promise<void> {
+  if (src.kind !== "i32") return;
+  const labels = await src.data.data() as Int32Array;
+  for (let i = 0; i < src.rows; i++) {
+    if (labels[i] < 0 || labels[i] >= classes) {
+      throw new WgradError(
+        "value",
+        `${what}: label ${
+          labels[i]
+        } of sample ${i} is outside [0, ${classes}) (the model has ${classes} outputs)`,
+      );
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Compiled state
+
+/** Options of `compile`. */
+export interface CompileOptions {
+  /** An optimizer (`optim.adam(…)`) or a Keras name: "adam", "sgd", "rmsprop", "adagrad", "adamw". */
+  optimizer: OptimizerLike | string;
+  /** A loss (`losses.sparseCategoricalCrossentropy({ fromLogits: true })`) or a Keras name. */
+  loss: LossLike | string;
+  /** Metrics by Keras name: "accuracy" (resolved from the loss), "sparse_categorical_accuracy", … */
+  metrics?: readonly string[];
+}
+
+interface Compiled {
+  optimizer: OptimizerLike;
+  loss: LossSpec;
+  metrics: MetricSpec[];
+  arena: ParamArena | null;
+  step: Tensor<"u32"> | null;
+  acc: Tensor<"f32"> | null;
+  plans: Map<string, { plan: Plan; out: Tensor | null }>;
+  globalStep: number;
+}
+
+const compiled = new WeakMap<Sequential, Compiled>();
+
+/** Configures a model for training. */
+export function compileModel(model: Sequential, options: CompileOptions): void {
+  if (!options || typeof options !== "object") {
+    throw new WgradError(
+      "value",
+      `model "${model.name}".compile: pass { optimizer, loss, metrics }`,
+    );
+  }
+  const optimizer = resolveOptimizer(options.optimizer, `model "${model.name}".compile`);
+  const loss = resolveLoss(options.loss, `model "${model.name}".compile`);
+  const metrics = resolveMetrics(options.metrics ?? [], loss, `model "${model.name}".compile`);
+  const prev = compiled.get(model);
+  if (prev) disposeCompiled(prev, false);
+  compiled.set(model, {
+    optimizer,
+    loss,
+    metrics,
+    arena: prev?.arena ?? null,
+    step: null,
+    acc: null,
+    plans: new Map(),
+    globalStep: 0,
+  });
+}
+
+function disposeCompiled(c: Compiled, arenaToo: boolean): void {
+  for (const { plan, out } of c.plans.values()) {
+    out?.dispose();
+    plan.dispose();
+  }
+  c.plans.clear();
+  c.step?.dispose();
+  c.acc?.dispose();
+  c.step = c.acc = null;
+  if (arenaToo) c.arena?.dispose();
+}
+
+function getCompiled(model: Sequential, what: string): Compiled {
+  const c = compiled.get(model);
+  if (!c) {
+    throw new WgradError(
+      "value",
+      `model "${model.name}".${what}: call model.compile({ optimizer, loss, metrics }) first`,
+    );
+  }
+  if (!model.built) {
+    throw new WgradError(
+      "value",
+      `model "${model.name}".${what}: the model is not built; give nn.sequential an inputShape`,
+    );
+  }
+  return c;
+}
+
+/** Moves the model's weights into one parameter arena (once), so one dispatch updates them all. */
+function ensureArena(model: Sequential, c: Compiled): ParamArena {
+  if (c.arena && !c.arena.isDisposed) return c.arena;
+  const entries = model.weightEntries;
+  const arena = new ParamArena(entries.map((e) => ({ name: e.name, value: e.tensor })), {
+    name: model.name,
+  });
+  entries.forEach((e, i) => {
+    const old = e.layer.weights[e.index];
+    const t = keep(arena.params[i]);
+    t.name = e.name;
+    e.layer.weights[e.index] = t;
+    old.dispose();
+  });
+  c.arena = arena;
+  return arena;
+}
+
+function ensureState(c: Compiled): { step: Tensor<"u32">; acc: Tensor<"f32"> } {
+  c.step ??= keep(tensor(new Uint32Array(4)));
+  c.acc ??= keep(zeros([4]));
+  return { step: c.step, acc: c.acc };
+}
+
+function hasPenalty(model: Sequential): boolean {
+  return model.layers.some((l) =>
+    l.inputShape && l.weightSpecs(l.inputShape).some((s) => s.regularizer)
+  );
+}
+
+function accuracyOf(c: Compiled): MetricSpec {
+  return resolveMetrics(["accuracy"], c.loss, "fit")[0];
+}
+
+function penalty(model: Sequential): Tensor<"f32"> | null {
+  let total: Tensor<"f32"> | null = null;
+  for (const l of model.layers) {
+    if (!l.inputShape) continue;
+    const specs = l.weightSpecs(l.inputShape);
+    specs.forEach((s, k) => {
+      if (!s.regularizer) return;
+      const p = s.regularizer.penalty(l.weights[k]);
+      if (total) {
+        const t = add(total, p);
+        total.dispose();
+        p.dispose();
+        total = t;
+      } else total = p;
+    });
+  }
+  return total;
+}
+
+function captureTrainStep(
+  rt: Runtime,
+  model: Sequential,
+  c: Compiled,
+  data: DeviceData,
+  perm: Tensor<"u32">,
+  batch: number,
+): Plan {
+  const arena = ensureArena(model, c);
+  const { step, acc } = ensureState(c);
+  // The optimizer's state is made and zeroed now: a capture would replay that every step.
+  const opt = c.optimizer as OptimizerLike & { build?: (a: ParamArena) => void };
+  opt.build?.(arena);
+  return rt.capture(`train step "${model.name}" batch ${batch}`, () => {
+    const xb = gatherRows(data.x, perm, step, batch, {
+      scale: data.scale,
+      shift: data.shift,
+    }) as Tensor<"f32">;
+    const yb = gatherRows(data.y, perm, step, batch);
+    const regularized = hasPenalty(model);
+    let correct: Tensor<"f32"> | null = null;
+    const { value, grads } = valueAndGradSync(() => {
+      const out = model.apply(xb, { training: true, rng: step });
+      // Without penalties the loss launch itself adds [loss sum, correct, samples, 1] into acc.
+      if (!regularized) return c.loss.fn(yb, out, acc);
+      const l = c.loss.fn(yb, out);
+      correct = keep(noGrad(() => (c.metrics[0] ?? accuracyOf(c)).count(yb, out)));
+      const reg = penalty(model)!;
+      return add(l, reg);
+    }, arena.params);
+    arena.setGradients(grads);
+    for (const g of grads) g.dispose();
+    c.optimizer.step(arena);
+    if (regularized) accumulateInto(acc, value as Tensor<"f32">, correct, batch);
+    value.dispose();
+    (correct as Tensor | null)?.dispose();
+    xb.dispose();
+    yb.dispose();
+  });
+}
+
+function captureEvalStep(
+  rt: Runtime,
+  model: Sequential,
+  c: Compiled,
+  data: DeviceData,
+  perm: Tensor<"u32">,
+  batch: number,
+  keepOutput: boolean,
+): { plan: Plan; out: Tensor | null } {
+  const { step, acc } = ensureState(c);
+  let kept: Tensor | null = null;
+  const plan = rt.capture(`eval step "${model.name}" batch ${batch}`, () =>
+    noGrad(() => {
+      const xb = gatherRows(data.x, perm, step, batch, {
+        scale: data.scale,
+        shift: data.shift,
+      }) as Tensor<"f32">;
+      const out = model.apply(xb, { training: false, rng: null });
+      if (keepOutput) {
+        kept = keep(out);
+      } else {
+        const yb = gatherRows(data.y, perm, step, batch);
+        const l = c.loss.fn(yb, out, acc);
+        l.dispose();
+        yb.dispose();
+        out.dispose();
+      }
+      xb.dispose();
+    }));
+  return { plan, out: kept };
+}
+
+// ---------------------------------------------------------------------------------------------
+// fit
+
+/** Options of `fit`. */
+export interface FitOptions {
+  /** Epochs to train (default 1). */
+  epochs?: number;
+  /** Samples per step (default 32). The last partial batch is trained on, not dropped. */
+  batchSize?: number;
+  /** Shuffle the training samples each epoch (default true). */
+  shuffle?: boolean;
+  /** Seed of the shuffles and of dropout (default: the model's seed). */
+  seed?: number;
+  /** Fraction of the samples, taken from the end before shuffling, held out for validation. */
+  validationSplit?: number;
+  /** Data to validate on after each epoch (instead of a split). */
+  validationData?: XY | readonly [InputData, TargetData];
+  /** Callbacks (earlyStopping, reduceLrOnPlateau, or your own hooks). */
+  callbacks?: readonly Callback[];
+  /** 0 silent, 1 progress bar (default), 2 one line per epoch. */
+  verbose?: 0 | 1 | 2;
+  /** The epoch to start at (to resume), default 0. */
+  initialEpoch?: number;
+  /** For bytes: pixel · scale + shift (default 1/255 and 0, i.e. [0, 1]). */
+  scale?: number;
+  /** See `scale`. */
+  shift?: number;
+}
+
+function toDevice(
+  model: Sequential,
+  c: Compiled,
+  x: InputData,
+  y: TargetData | null,
+  what: string,
+  scale: number,
+  shift: number,
+): DeviceData {
+  const owned: Tensor[] = [];
+  try {
+    const xs = inputSource(model, x, what, owned);
+    const ys = y === null
+      ? { data: xs.data, kind: "i32" as const, rows: xs.rows, rowShape: [] }
+      : targetSource(model, y, xs.rows, c.loss, what, owned);
+    return { x: xs, y: ys, rows: xs.rows, owned, scale, shift };
+  } catch (e) {
+    for (const t of owned) t.dispose();
+    throw e;
+  }
+}
+
+function shuffled(n: number, lo: number, g: Philox | null): Uint32Array {
+  const p = new Uint32Array(n);
+  for (let i = 0; i < n; i++) p[i] = lo + i;
+  if (g) {
+    for (let i = n - 1; i > 0; i--) {
+      const j = Math.floor(g.nextUnit() * (i + 1));
+      const t = p[i];
+      p[i] = p[j];
+      p[j] = t;
+    }
+  }
+  return p;
+}
+
+function checkBatch(batchSize: number, what: string): void {
+  if (!Number.isInteger(batchSize) || batchSize < 1) {
+    throw new WgradError(
+      "value",
+      `${what}: batchSize must be a positive integer, got ${batchSize}`,
+    );
+  }
+}
+
+function logsFrom(acc: Float32Array, c: Compiled, prefix = ""): Record<string, number> {
+  const n = acc[2] || 1;
+  const logs: Record<string, number> = { [`${prefix}loss`]: acc[0] / n };
+  if (c.metrics.length) logs[`${prefix}${c.metrics[0].name}`] = acc[1] / n;
+  return logs;
+}
+
+/** Trains the model; see {@linkcode FitOptions}. */
+export async function fitModel(
+  model: Sequential,
+  xOrData: InputData | XY,
+  yOrOptions?: TargetData | FitOptions,
+  maybeOptions?: FitOptions,
+): Promise<History> {
+  const where = `model "${model.name}".fit`;
+  const c = getCompiled(model, "fit");
+  let x: InputData, y: TargetData, options: FitOptions;
+  if (
+    xOrData && typeof xOrData === "object" && "x" in xOrData && "y" in xOrData && !isTensor(xOrData)
+  ) {
+    x = (xOrData as XY).x;
+    y = (xOrData as XY).y;
+    options = (yOrOptions as FitOptions) ?? {};
+  } else {
+    x = xOrData as InputData;
+    if (yOrOptions === undefined) throw new WgradError("value", `${where}: targets are missing`);
+    y = yOrOptions as TargetData;
+    options = maybeOptions ?? {};
+  }
+  const epochs = options.epochs ?? 1;
+  const batchSize = options.batchSize ?? 32;
+  const verbose = options.verbose ?? 1;
+  const initialEpoch = options.initialEpoch ?? 0;
+  checkBatch(batchSize, where);
+  if (!Number.isInteger(epochs) || epochs < 0) {
+    throw new WgradError("value", `${where}: epochs must be a non-negative integer, got ${epochs}`);
+  }
+  const split = options.validationSplit ?? 0;
+  if (!(split >= 0 && split < 1)) {
+    throw new WgradError("value", `${where}: validationSplit must be in [0, 1), got ${split}`);
+  }
+  const scale = options.scale ?? 1 / 255, shift = options.shift ?? 0;
+  const data = toDevice(model, c, x, y, where, scale, shift);
+  let val: DeviceData | null = null;
+  try {
+    const classes = model.outputShape[model.outputShape.length - 1];
+    await checkTensorLabels(data.y, classes, where);
+    const nVal = Math.floor(data.rows * split);
+    const nTrain = data.rows - nVal;
+    if (nTrain === 0) {
+      throw new WgradError(
+        "value",
+        `${where}: no training samples left after the validation split`,
+      );
+    }
+    if (options.validationData) {
+      const vd = options.validationData;
+      const [vx, vy] = Array.isArray(vd) ? vd : [(vd as XY).x, (vd as XY).y];
+      val = toDevice(model, c, vx, vy, `${where} (validationData)`, scale, shift);
+      await checkTensorLabels(val.y, classes, `${where} (validationData)`);
+    }
+    const rt = await ready();
+    const history = new History();
+    const seed = options.seed ?? model.seed;
+    const shuffleGen = options.shuffle === false ? null : new Philox(seed, 0x5f);
+    const perm = tensor(new Uint32Array(data.rows)) as Tensor<"u32">;
+    const valPerm = val ? tensor(shuffled(val.rows, 0, null)) as Tensor<"u32"> : null;
+    data.owned.push(perm);
+    if (valPerm) val!.owned.push(valPerm);
+    const steps = Math.ceil(nTrain / batchSize);
+    const last = nTrain - (steps - 1) * batchSize;
+    const { step, acc } = ensureState(c);
+    const planFull = captureTrainStep(rt, model, c, data, perm, Math.min(batchSize, nTrain));
+    const planLast = last !== Math.min(batchSize, nTrain)
+      ? captureTrainStep(rt, model, c, data, perm, last)
+      : null;
+    const control: TrainingControl = {
+      stopTraining: false,
+      get learningRate() {
+        return c.optimizer.learningRate;
+      },
+      set learningRate(v: number) {
+        c.optimizer.learningRate = v;
+      },
+      getWeights: () => model.getWeights(),
+      setWeights: (w) => model.setWeights(w),
+    };
+    const callbacks = options.callbacks ?? [];
+    for (const cb of callbacks) await cb.onTrainBegin?.(control);
+    const seedLo = seed >>> 0, seedHi = Math.floor(seed / 2 ** 32) >>> 0;
+    const stepWords = new Uint32Array(4);
+    const zero4 = new Float32Array(4);
+    try {
+      for (let epoch = initialEpoch; epoch < epochs && !control.stopTraining; epoch++) {
+        ProgressBar.header(epoch + 1, epochs, verbose);
+        for (const cb of callbacks) await cb.onEpochBegin?.(epoch, control);
+        const bar = new ProgressBar(steps, verbose);
+        rt.write(perm.storage, shuffled(nTrain, 0, shuffleGen), "fit: permutation");
+        rt.write(acc.storage, zero4, "fit: accumulators");
+        let readEvery = 8;
+        const pending: { done: number; promise: Promise<ArrayBuffer> }[] = [];
+        let latest: Record<string, number> = {};
+        const drain = async (keepAtMost: number) => {
+          while (pending.length > keepAtMost) {
+            const p = pending.shift()!;
+            const a = new Float32Array(await p.promise);
+            if (!Number.isFinite(a[0])) {
+              throw new WgradError(
+                "value",
+                `${where}: the loss became ${a[0]} in epoch ${
+                  epoch + 1
+                }, by step ${p.done} of ${steps}; ` +
+                  "training stopped (lower the learning rate, check the inputs for NaN, or clip gradients)",
+              );
+            }
+            latest = logsFrom(a, c);
+            bar.update(p.done, latest);
+            for (const cb of callbacks) await cb.onBatchEnd?.(p.done - 1, latest, control);
+          }
+        };
+        const t0 = performance.now();
+        for (let s = 0; s < steps; s++) {
+          stepWords[0] = seedLo;
+          stepWords[1] = seedHi;
+          stepWords[2] = c.globalStep++;
+          stepWords[3] = s * batchSize;
+          rt.write(step.storage, stepWords, "fit: step state");
+          (s === steps - 1 && planLast ? planLast : planFull).replay();
+          if ((s + 1) % readEvery === 0 || s === steps - 1) {
+            pending.push({ done: s + 1, promise: rt.read(acc.storage, "fit: running loss") });
+            if (s + 1 === 4 * readEvery) {
+              // Aim at a readback every ~100 ms once a step's time is known.
+              const perStep = (performance.now() - t0) / (s + 1);
+              readEvery = Math.max(4, Math.min(256, Math.round(100 / Math.max(perStep, 0.01))));
+            }
+            await drain(2);
+          } else {
+            rt.flush();
+          }
+        }
+        await drain(0);
+        const logs = { ...latest };
+        if (nVal > 0 || val) {
+          const v = val ?? { ...data, rows: data.rows };
+          const vPerm = val ? valPerm! : perm;
+          if (!val) rt.write(perm.storage, shuffled(nVal, nTrain, null), "fit: validation rows");
+          const vl = await evaluateOn(rt, model, c, v, vPerm, val ? val.rows : nVal, batchSize);
+          for (const [k, value] of Object.entries(vl)) logs[`val_${k}`] = value;
+        }
+        bar.finish(logs);
+        for (const cb of callbacks) await cb.onEpochEnd?.(epoch, logs, control);
+        history.record(epoch, logs);
+      }
+    } finally {
+      for (const cb of callbacks) await cb.onTrainEnd?.(control);
+      planFull.dispose();
+      planLast?.dispose();
+    }
+    return history;
+  } finally {
+    for (const t of data.owned) t.dispose();
+    if (val) { for (const t of val.owned) t.dispose(); }
+  }
+}
+
+async function evaluateOn(
+  rt: Runtime,
+  model: Sequential,
+  c: Compiled,
+  data: DeviceData,
+  perm: Tensor<"u32">,
+  rows: number,
+  batchSize: number,
+): Promise<Record<string, number>> {
+  const { step, acc } = ensureState(c);
+  const steps = Math.ceil(rows / batchSize);
+  const last = rows - (steps - 1) * batchSize;
+  const full = captureEvalStep(rt, model, c, data, perm, Math.min(batchSize, rows), false);
+  const tail = last !== Math.min(batchSize, rows)
+    ? captureEvalStep(rt, model, c, data, perm, last, false)
+    : null;
+  try {
+    rt.write(acc.storage, new Float32Array(4), "evaluate: accumulators");
+    const words = new Uint32Array(4);
+    for (let s = 0; s < steps; s++) {
+      words[3] = s * batchSize;
+      rt.write(step.storage, words, "evaluate: step state");
+      (s === steps - 1 && tail ? tail : full).plan.replay();
+      rt.flush();
+    }
+    const a = new Float32Array(await rt.read(acc.storage, "evaluate: totals"));
+    return logsFrom(a, c);
+  } finally {
+    full.plan.dispose();
+    tail?.plan.dispose();
+  }
+}
+
+/** Options of `evaluate` and `predict`. */
+export interface EvaluateOptions {
+  /** Samples per step (default 32). */
+  batchSize?: number;
+  /** For bytes: pixel · scale + shift (default 1/255 and 0). */
+  scale?: number;
+  /** See `scale`. */
+  shift?: number;
+  /** 0 silent (default), 1 a line with the results. */
+  verbose?: 0 | 1;
+}
+
+/** The loss and metrics on a data set, as `{ loss, accuracy }`. */
+export async function evaluateModel(
+  model: Sequential,
+  xOrData: InputData | XY,
+  yOrOptions?: TargetData | EvaluateOptions,
+  maybeOptions?: EvaluateOptions,
+): Promise<Record<string, number>> {
+  const where = `model "${model.name}".evaluate`;
+  const c = getCompiled(model, "evaluate");
+  let x: InputData, y: TargetData, options: EvaluateOptions;
+  if (
+    xOrData && typeof xOrData === "object" && "x" in xOrData && "y" in xOrData && !isTensor(xOrData)
+  ) {
+    x = (xOrData as XY).x;
+    y = (xOrData as XY).y;
+    options = (yOrOptions as EvaluateOptions) ?? {};
+  } else {
+    x = xOrData as InputData;
+    if (yOrOptions === undefined) throw new WgradError("value", `${where}: targets are missing`);
+    y = yOrOptions as TargetData;
+    options = maybeOptions ?? {};
+  }
+  const batchSize = options.batchSize ?? 32;
+  checkBatch(batchSize, where);
+  const data = toDevice(model, c, x, y, where, options.scale ?? 1 / 255, options.shift ?? 0);
+  try {
+    const classes = model.outputShape[model.outputShape.length - 1];
+    await checkTensorLabels(data.y, classes, where);
+    const rt = await ready();
+    if (!c.arena) ensureArena(model, c);
+    const perm = tensor(shuffled(data.rows, 0, null)) as Tensor<"u32">;
+    data.owned.push(perm);
+    const logs = await evaluateOn(rt, model, c, data, perm, data.rows, batchSize);
+    if (options.verbose) {
+      console.log(Object.entries(logs).map(([k, v]) => `${k}: ${v.toFixed(4)}`).join(" - "));
+    }
+    return logs;
+  } finally {
+    for (const t of data.owned) t.dispose();
+  }
+}
+
+/** The model's outputs for every sample, as one tensor `[N, ...outputShape]` (batched on the GPU). */
+export async function predictModel(
+  model: Sequential,
+  x: InputData,
+  options: EvaluateOptions = {},
+): Promise<Tensor<"f32">> {
+  const where = `model "${model.name}".predict`;
+  const batchSize = options.batchSize ?? 32;
+  checkBatch(batchSize, where);
+  if (!model.built) {
+    throw new WgradError(
+      "value",
+      `${where}: the model is not built; give nn.sequential an inputShape`,
+    );
+  }
+  const c: Compiled = compiled.get(model) ?? {
+    optimizer: null as unknown as OptimizerLike,
+    loss: null as unknown as LossSpec,
+    metrics: [],
+    arena: null,
+    step: null,
+    acc: null,
+    plans: new Map(),
+    globalStep: 0,
+  };
+  const owned: Tensor[] = [];
+  const xs = inputSource(model, x, where, owned);
+  const data: DeviceData = {
+    x: xs,
+    y: xs,
+    rows: xs.rows,
+    owned,
+    scale: options.scale ?? 1 / 255,
+    shift: options.shift ?? 0,
+  };
+  const rt = await ready();
+  const outShape = model.outputShape;
+  const rowFloats = outShape.reduce((a, b) => a * b, 1);
+  const result = zeros([data.rows, ...outShape]) as Tensor<"f32">;
+  const { step } = ensureState(c);
+  const perm = tensor(shuffled(data.rows, 0, null)) as Tensor<"u32">;
+  owned.push(perm);
+  const steps = Math.ceil(data.rows / batchSize);
+  const last = data.rows - (steps - 1) * batchSize;
+  const full = captureEvalStep(rt, model, c, data, perm, Math.min(batchSize, data.rows), true);
+  const tail = last !== Math.min(batchSize, data.rows)
+    ? captureEvalStep(rt, model, c, data, perm, last, true)
+    : null;
+  try {
+    const words = new Uint32Array(4);
+    for (let s = 0; s < steps; s++) {
+      const p = s === steps - 1 && tail ? tail : full;
+      words[3] = s * batchSize;
+      rt.write(step.storage, words, "predict: step state");
+      p.plan.replay();
+      const rows = s === steps - 1 ? last : Math.min(batchSize, data.rows);
+      copyRows(
+        rt,
+        p.out!.storage,
+        result.storage,
+        rows * rowFloats * 4,
+        s * batchSize * rowFloats * 4,
+      );
+      rt.flush();
+    }
+    await rt.settle();
+  } finally {
+    full.out?.dispose();
+    full.plan.dispose();
+    tail?.out?.dispose();
+    tail?.plan.dispose();
+    for (const t of owned) t.dispose();
+    if (!compiled.has(model)) {
+      c.step?.dispose();
+      c.acc?.dispose();
+    }
+  }
+  return result;
+}
+
+function copyRows(rt: Runtime, src: Storage, dst: Storage, bytes: number, dstByte: number): void {
+  rt.copy(src, dst, bytes, "predict: gather outputs", 0, dstByte);
+}
+
+/** Disposes a model's compiled state (plans, optimizer state, arena). */
+export function disposeTraining(model: Sequential): void {
+  const c = compiled.get(model);
+  if (c) disposeCompiled(c, false);
+  compiled.delete(model);
+}
