@@ -473,8 +473,9 @@ function linearGradBounds(
 }
 
 /**
- * Random layer inputs whose pre-activations all stay at least 0.02 from 0, so that the central
- * differences (which move z by at most 2e-4) never straddle relu's, leaky relu's or elu's kink.
+ * Random layer inputs whose pre-activations all stay at least 1e-3 from 0, so that the central
+ * differences (which move z by at most 3e-4: steps of 2e-4·max(1, |v|) times |x|, |w| ≤ 1.5)
+ * never straddle relu's, leaky relu's or elu's kink.
  */
 function layerInputs(rng: Rng, m: number, n: number, k: number, withBias: boolean) {
   for (;;) {
@@ -482,48 +483,62 @@ function layerInputs(rng: Rng, m: number, n: number, k: number, withBias: boolea
     const b = withBias ? rng.floats(n, -1, 1) : null;
     const r = rng.floats(m * n, -1, 1);
     const z = matmulRef(x, w, m, n, k, false, false, b).c;
-    if (z.every((v) => Math.abs(v) >= 0.02)) return { x, w, b, r };
+    if (z.every((v) => Math.abs(v) >= 1e-3)) return { x, w, b, r };
+  }
+}
+
+/** Checks the gradients of Σ linear(x, w, b, act) ⊙ r with respect to x, w and b. */
+async function checkLinearGrads(
+  rng: Rng,
+  act: Activation,
+  alpha: number | undefined,
+  [m, n, k]: readonly [number, number, number],
+  withBias: boolean,
+): Promise<void> {
+  const a = defaultAlpha(act, alpha);
+  const opts = alpha === undefined ? {} : { alpha };
+  const { x, w, b, r } = layerInputs(rng, m, n, k, withBias);
+  const X = f32(x, [m, k]), W = f32(w, [k, n]), R = f32(r, [m, n]);
+  const B = b ? f32(b, [n]) : null;
+  const params: Tensor[] = B ? [X, W, B] : [X, W];
+  let got: Float32Array[];
+  try {
+    const gs = await grad(() => sum(mul(linear(X, W, B, act, opts), R)), params);
+    got = await Promise.all(gs.map((g) => g.data() as Promise<Float32Array>));
+    gs.forEach((g) => g.dispose());
+  } finally {
+    for (const t of [X, W, R, B]) t?.dispose();
+  }
+  const f = (xx: ArrayLike<number>, ww: ArrayLike<number>, bb: ArrayLike<number> | null) =>
+    linearObjective(xx, ww, bb, r, m, n, k, act, a);
+  const fdX = differences((v) => f(v, w, b), x);
+  const fdW = differences((v) => f(x, v, b), w);
+  const bounds = linearGradBounds(x, w, b, r, m, n, k, act, a);
+  const tag = `linear ${actName(act, alpha)} [${m}, ${k}]·[${k}, ${n}]${b ? " + bias" : ""}`;
+  const tol = (bound: Float64Array, fd: { err: Float64Array }) => ({
+    atol: bound.map((e, i) => e + fd.err[i]),
+    rtol: 0,
+  });
+  assertClose(got[0], fdX.g, tol(bounds.dx, fdX), `${tag}: dx`, [m, k]);
+  assertClose(got[1], fdW.g, tol(bounds.dw, fdW), `${tag}: dw`, [k, n]);
+  if (b) {
+    const fdB = differences((v) => f(x, w, v), b);
+    assertClose(got[2], fdB.g, tol(bounds.db, fdB), `${tag}: db`);
   }
 }
 
 for (const { act, alpha } of ACTS) {
   Deno.test(`linear ${actName(act, alpha)} gradients match central differences`, async () => {
     const rng = new Rng(0x6ad + act.length * 7 + Math.round((alpha ?? 0) * 1000));
-    const a = defaultAlpha(act, alpha);
-    const opts = alpha === undefined ? {} : { alpha };
-    for (const withBias of [true, false]) {
-      const [m, n, k] = withBias ? [7, 9, 13] : [5, 3, 11];
-      const { x, w, b, r } = layerInputs(rng, m, n, k, withBias);
-      const X = f32(x, [m, k]), W = f32(w, [k, n]), R = f32(r, [m, n]);
-      const B = b ? f32(b, [n]) : null;
-      const params: Tensor[] = B ? [X, W, B] : [X, W];
-      let got: Float32Array[];
-      try {
-        const gs = await grad(() => sum(mul(linear(X, W, B, act, opts), R)), params);
-        got = await Promise.all(gs.map((g) => g.data() as Promise<Float32Array>));
-        gs.forEach((g) => g.dispose());
-      } finally {
-        for (const t of [X, W, R, B]) t?.dispose();
-      }
-      const f = (xx: ArrayLike<number>, ww: ArrayLike<number>, bb: ArrayLike<number> | null) =>
-        linearObjective(xx, ww, bb, r, m, n, k, act, a);
-      const fdX = differences((v) => f(v, w, b), x);
-      const fdW = differences((v) => f(x, v, b), w);
-      const bounds = linearGradBounds(x, w, b, r, m, n, k, act, a);
-      const tag = `linear ${actName(act, alpha)}${withBias ? " + bias" : ""}`;
-      const tol = (bound: Float64Array, fd: { err: Float64Array }) => ({
-        atol: bound.map((e, i) => e + fd.err[i]),
-        rtol: 0,
-      });
-      assertClose(got[0], fdX.g, tol(bounds.dx, fdX), `${tag}: dx`, [m, k]);
-      assertClose(got[1], fdW.g, tol(bounds.dw, fdW), `${tag}: dw`, [k, n]);
-      if (b) {
-        const fdB = differences((v) => f(x, w, v), b);
-        assertClose(got[2], fdB.g, tol(bounds.db, fdB), `${tag}: db`);
-      }
-    }
+    await checkLinearGrads(rng, act, alpha, [7, 9, 13], true);
+    await checkLinearGrads(rng, act, alpha, [5, 3, 11], false);
   });
 }
+
+Deno.test("linear gradients on aligned shapes (vector loads, direct stores)", async () => {
+  const rng = new Rng(0xa11);
+  await checkLinearGrads(rng, "relu", undefined, [20, 36, 12], true);
+});
 
 for (const [tA, tB] of LAYOUTS) {
   Deno.test(`matmul ${layoutName(tA, tB)} gradients match central differences`, async () => {
