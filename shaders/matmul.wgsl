@@ -4,8 +4,11 @@
 // a workgroup is 8 invocations (one 8-wide SIMD group on llvmpipe) arranged as (8 / LC) block-rows
 // × LC block-columns, so a workgroup covers (8 / LC)·16 rows × LC·16 columns. Per step of 4 along
 // K an invocation loads a 16 × 4 tile of op(A) and a 4 × 16 tile of op(B) (16 + 16 vector loads)
-// and does 1,024 multiply-adds. Workgroup memory and barriers are not used: on a CPU adapter they
-// only add copies, and on every adapter each invocation's loads are served by the caches.
+// and does 1,024 multiply-adds. The main loop uses no workgroup memory and no barriers: on a CPU
+// adapter they only add copies. On llvmpipe each storage-buffer load costs a loop over the 8 lanes
+// and bounds checks, several times an 8-wide multiply-add, so the block is as large as pipeline
+// creation stays quick for (16 × 16: 32 loads per 1,024 multiply-adds; 32 × 16 was at most 10%
+// faster and only for large M, at twice the compile time).
 //
 // Layouts (override constants, folded when the pipeline is created):
 //   TRANS_A = false: A is stored [M, K] (row-major);  true: A is stored [K, M] and read as Aᵀ.
