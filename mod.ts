@@ -96,7 +96,9 @@ export * as metrics from "./src/ops/metrics.ts";
 export * as nn from "./src/nn/mod.ts";
 export * as plot from "./src/plot/chart.ts";
 export * as callbacks from "./src/train/callbacks.ts";
-export { History } from "./src/train/callbacks.ts";
+export { type Callback, History, type TrainingControl } from "./src/train/callbacks.ts";
+export type { LossLike, LossSpec, MetricSpec } from "./src/train/losses.ts";
+export type { OptimizerLike } from "./src/train/optimizers.ts";
 export type {
   CompileOptions,
   EvaluateOptions,
@@ -105,3 +107,4 @@ export type {
   TargetData,
   XY,
 } from "./src/train/trainer.ts";
+export type { ParamArena } from "./src/optim/arena.ts";

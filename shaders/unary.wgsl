@@ -47,7 +47,7 @@ fn apply(v: f32) -> f32 {
     case 3u: { return log(v); }
     case 4u: { return sqrt(v); }
     case 5u: { return v * v; }
-    case 6u: { return max(v, 0.0); }
+    case 6u: { return select(v, 0.0, v < 0.0); } // NaN stays NaN, as in TensorFlow
     case 7u: { return sigmoid(v); }
     case 8u: { return safe_tanh(v); }
     case 9u: { return select(p.alpha * (exp(v) - 1.0), v, v > 0.0); }

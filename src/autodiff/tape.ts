@@ -107,7 +107,7 @@ export function noGrad<T>(fn: () => T): T {
 // Disposal of a tensor that a tape needs is deferred until the tape is done.
 hooks.deferDispose = (t: Tensor): boolean => {
   for (const tape of live) {
-    if (tape.open && (tape.tracked.has(t) || tape.saved.has(t))) {
+    if (tape.open && (tape.tracked.has(t) || tape.saved.has(t) || tape.aux.has(t))) {
       tape.deferred.push(t);
       return true;
     }

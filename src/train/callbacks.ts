@@ -112,7 +112,7 @@ export function earlyStopping(
         return;
       }
       wait++;
-      if (wait > patience) {
+      if (wait >= patience && epoch > 0) {
         control.stopTraining = true;
         cb.stoppedEpoch = epoch;
         if (options.restoreBestWeights && bestWeights) control.setWeights(bestWeights);

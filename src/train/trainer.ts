@@ -150,6 +150,18 @@ function inputSource(model: Sequential, x: InputData, what: string, owned: Tenso
     );
   }
   const rows = fromFlat(data.length, data instanceof Uint8Array ? "byte" : "float");
+  if (data instanceof Float32Array) {
+    for (let i = 0; i < data.length; i++) {
+      if (!Number.isFinite(data[i])) {
+        throw new WgradError(
+          "value",
+          `${what}: input value ${data[i]} in sample ${Math.floor(i / rowSize)} (feature ${
+            i % rowSize
+          }) is not finite`,
+        );
+      }
+    }
+  }
   if (data instanceof Uint8Array) {
     const words = new Uint32Array(Math.ceil(data.length / 4));
     new Uint8Array(words.buffer).set(data);
@@ -440,8 +452,17 @@ function captureEvalStep(
         kept = keep(out);
       } else {
         const yb = gatherRows(data.y, perm, step, batch);
-        const l = c.loss.fn(yb, out, acc);
-        l.dispose();
+        if (hasPenalty(model)) {
+          // Keras reports the regularization penalty in evaluation losses too.
+          const l = c.loss.fn(yb, out);
+          const correct = (c.metrics[0] ?? accuracyOf(c)).count(yb, out);
+          const reg = penalty(model)!;
+          const total = add(l, reg);
+          accumulateInto(acc, total, correct, batch);
+          for (const t of [l, correct, reg, total]) t.dispose();
+        } else {
+          c.loss.fn(yb, out, acc).dispose();
+        }
         yb.dispose();
         out.dispose();
       }
@@ -863,6 +884,6 @@ function copyRows(rt: Runtime, src: Storage, dst: Storage, bytes: number, dstByt
 /** Disposes a model's compiled state (plans, optimizer state, arena). */
 export function disposeTraining(model: Sequential): void {
   const c = compiled.get(model);
-  if (c) disposeCompiled(c, false);
+  if (c) disposeCompiled(c, true);
   compiled.delete(model);
 }
