@@ -107,4 +107,10 @@ export type {
   TargetData,
   XY,
 } from "./src/train/trainer.ts";
-export type { ParamArena } from "./src/optim/arena.ts";
+export type {
+  ParamArena,
+  ParamArenaOptions,
+  ParamInit,
+  ParamSpec,
+  ParamValue,
+} from "./src/optim/arena.ts";
