@@ -2,10 +2,12 @@
 // row(b) = perm[step[3] + b] (the shuffled order; step[3] is the batch's first position, written
 // once per step; step[0..2] are the random state that dropout reads). MODE 0: src holds bytes (4 per u32 word) and f(v) = v·scale + shift, giving f32;
 // MODE 1: src holds 32-bit values copied as they are (T: f32, i32 or u32).
+// MODE 2: bytes as in MODE 0 with rows a multiple of 4 bytes long: one invocation converts a whole
+// word (four bytes) into four outputs, so a byte is read once per word instead of once per byte.
 override MODE: u32 = 0u;
 
 struct Params {
-  n: u32,       // batch · F
+  n: u32,       // batch · F (MODE 2: batch · F / 4)
   stride: u32,
   features: u32,
   rows: u32,    // rows in src, for bounds checks
@@ -25,6 +27,19 @@ struct Params {
 fn main(@builtin(global_invocation_id) g: vec3<u32>) {
   let i = g.x + g.y * p.stride;
   if (i >= p.n) {
+    return;
+  }
+  if (MODE == 2u) {
+    let words = p.features >> 2u;
+    let b = i / words;
+    let j = i - b * words;
+    let row = min(perm[step[3] + b], p.rows - 1u);
+    let v = src[row * words + j];
+    let o = i * 4u;
+    out[o] = T(f32(v & 0xffu) * p.scale + p.shift);
+    out[o + 1u] = T(f32((v >> 8u) & 0xffu) * p.scale + p.shift);
+    out[o + 2u] = T(f32((v >> 16u) & 0xffu) * p.scale + p.shift);
+    out[o + 3u] = T(f32(v >> 24u) * p.scale + p.shift);
     return;
   }
   let b = i / p.features;

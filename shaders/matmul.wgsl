@@ -4,11 +4,8 @@
 // a workgroup is 8 invocations (one 8-wide SIMD group on llvmpipe) arranged as (8 / LC) block-rows
 // × LC block-columns, so a workgroup covers (8 / LC)·16 rows × LC·16 columns. Per step of 4 along
 // K an invocation loads a 16 × 4 tile of op(A) and a 4 × 16 tile of op(B) (16 + 16 vector loads)
-// and does 1,024 multiply-adds. The main loop uses no workgroup memory and no barriers: on a CPU
-// adapter they only add copies. On llvmpipe each storage-buffer load costs a loop over the 8 lanes
-// and bounds checks, several times an 8-wide multiply-add, so the block is as large as pipeline
-// creation stays quick for (16 × 16: 32 loads per 1,024 multiply-adds; 32 × 16 was at most 10%
-// faster and only for large M, at twice the compile time).
+// and does 1,024 multiply-adds. Workgroup memory and barriers are not used: on a CPU adapter they
+// only add copies, and on every adapter each invocation's loads are served by the caches.
 //
 // Layouts (override constants, folded when the pipeline is created):
 //   TRANS_A = false: A is stored [M, K] (row-major);  true: A is stored [K, M] and read as Aᵀ.
@@ -23,9 +20,6 @@
 //   0 linear  1 relu  2 sigmoid  3 tanh  4 elu  5 leaky relu  6 gelu (erf)  7 gelu (tanh form)
 //   8 softmax over the row, inside the invocation: only when N ≤ 16 and LC = 1, so that one
 //     invocation holds whole rows (`linear` normalises longer rows with the softmax op).
-//
-// PLAIN (no bias, no activation, no pre-activation kept) stores the accumulators directly;
-// otherwise the epilogue is a loop over the rows (see the end of `main`).
 //
 // COL_SUM also writes the column sums of op(B) (1ᵀ·op(B), N values) through `st_colsum`: the
 // invocations of the first block-row add up the B tiles they load anyway. The weight gradient
@@ -47,7 +41,6 @@ override TRANS_B: bool = false;
 override K_TAIL: bool = false;
 override ACT: u32 = 0u;
 override COL_SUM: bool = false;
-override PLAIN: bool = false;
 
 struct Params {
   m: u32,
@@ -108,48 +101,22 @@ struct TileB {
   k3: Row,
 }
 
-// Row k of the stored operand that step k reads: clamped to the last one in the masked tail.
-fn krow(k: u32) -> u32 {
-  if (K_TAIL) {
-    return min(k, p.k - 1u);
-  }
-  return k;
-}
-
-// Where rows m..m+3 of op(A) start, clamped to the matrix (computed once, outside the K loop):
-// the element offsets of the four rows in a [M, K] A, or the first row of the quad in a [K, M] A.
-fn offsets_a(m: u32) -> vec4<u32> {
-  if (TRANS_A) {
-    return vec4(min(m, p.m - select(1u, 4u, VEC_A)));
-  }
-  let last = p.m - 1u;
-  return vec4(min(m, last), min(m + 1u, last), min(m + 2u, last), min(m + 3u, last)) * p.k;
-}
-
-// The same for columns n..n+3 of op(B): the first column of the quad in a [K, N] B, or the
-// element offsets of the four columns in a [N, K] B.
-fn offsets_b(n: u32) -> vec4<u32> {
-  if (TRANS_B) {
-    let last = p.n - 1u;
-    return vec4(min(n, last), min(n + 1u, last), min(n + 2u, last), min(n + 3u, last)) * p.k;
-  }
-  return vec4(min(n, p.n - select(1u, 4u, VEC_B)));
-}
-
-// The 4 × 4 tile of op(A) for the rows at offsets `o` and steps k..k+3.
-fn quad_a(o: vec4<u32>, k: u32) -> QuadA {
+// The 4 × 4 tile of op(A) for rows m..m+3 and steps k..k+3.
+fn quad_a(m: u32, k: u32) -> QuadA {
+  let mm = p.m;
+  let kk = p.k;
   var t: QuadA;
   if (TRANS_A) {
     // Stored [K, M]: each load is the 4 rows at one k; transposed in registers.
-    let mm = p.m;
-    let s0 = krow(k) * mm;
-    let s1 = krow(k + 1u) * mm;
-    let s2 = krow(k + 2u) * mm;
-    let s3 = krow(k + 3u) * mm;
-    let x0 = ld_a(s0 + o.x, s0 + mm - 1u);
-    let x1 = ld_a(s1 + o.x, s1 + mm - 1u);
-    let x2 = ld_a(s2 + o.x, s2 + mm - 1u);
-    let x3 = ld_a(s3 + o.x, s3 + mm - 1u);
+    let q = min(m, mm - select(1u, 4u, VEC_A));
+    let s0 = min(k, kk - 1u) * mm;
+    let s1 = min(k + 1u, kk - 1u) * mm;
+    let s2 = min(k + 2u, kk - 1u) * mm;
+    let s3 = min(k + 3u, kk - 1u) * mm;
+    let x0 = ld_a(s0 + q, s0 + mm - 1u);
+    let x1 = ld_a(s1 + q, s1 + mm - 1u);
+    let x2 = ld_a(s2 + q, s2 + mm - 1u);
+    let x3 = ld_a(s3 + q, s3 + mm - 1u);
     t = QuadA(
       vec4(x0.x, x1.x, x2.x, x3.x),
       vec4(x0.y, x1.y, x2.y, x3.y),
@@ -158,39 +125,63 @@ fn quad_a(o: vec4<u32>, k: u32) -> QuadA {
     );
   } else {
     // Stored [M, K]: each load is 4 consecutive k of one row.
-    let e = o + (p.k - 1u);
-    t = QuadA(ld_a(o.x + k, e.x), ld_a(o.y + k, e.y), ld_a(o.z + k, e.z), ld_a(o.w + k, e.w));
+    let last = mm - 1u;
+    let e = kk - 1u;
+    let b0 = min(m, last) * kk;
+    let b1 = min(m + 1u, last) * kk;
+    let b2 = min(m + 2u, last) * kk;
+    let b3 = min(m + 3u, last) * kk;
+    t = QuadA(ld_a(b0 + k, b0 + e), ld_a(b1 + k, b1 + e), ld_a(b2 + k, b2 + e), ld_a(b3 + k, b3 + e));
   }
   if (K_TAIL) {
     let z = vec4(0.0);
-    let v = vec4(k, k + 1u, k + 2u, k + 3u) < vec4(p.k);
+    let v = vec4(k, k + 1u, k + 2u, k + 3u) < vec4(kk);
     t = QuadA(select(z, t.r0, v), select(z, t.r1, v), select(z, t.r2, v), select(z, t.r3, v));
   }
   return t;
 }
 
-// The 4 × 16 tile of op(B) for steps k..k+3 and the columns at offsets o0..o3.
-fn tile_b(o0: vec4<u32>, o1: vec4<u32>, o2: vec4<u32>, o3: vec4<u32>, k: u32) -> TileB {
+// The 4 × 16 tile of op(B) for steps k..k+3 and columns col0..
+fn tile_b(col0: u32, k: u32) -> TileB {
+  let nn = p.n;
+  let kk = p.k;
   var t: TileB;
   if (TRANS_B) {
-    // Stored [N, K]: each load is 4 consecutive k of one column; transposed in registers.
-    let e = p.k - 1u;
-    let x0 = ld_b(o0.x + k, o0.x + e);
-    let x1 = ld_b(o0.y + k, o0.y + e);
-    let x2 = ld_b(o0.z + k, o0.z + e);
-    let x3 = ld_b(o0.w + k, o0.w + e);
-    let x4 = ld_b(o1.x + k, o1.x + e);
-    let x5 = ld_b(o1.y + k, o1.y + e);
-    let x6 = ld_b(o1.z + k, o1.z + e);
-    let x7 = ld_b(o1.w + k, o1.w + e);
-    let x8 = ld_b(o2.x + k, o2.x + e);
-    let x9 = ld_b(o2.y + k, o2.y + e);
-    let x10 = ld_b(o2.z + k, o2.z + e);
-    let x11 = ld_b(o2.w + k, o2.w + e);
-    let x12 = ld_b(o3.x + k, o3.x + e);
-    let x13 = ld_b(o3.y + k, o3.y + e);
-    let x14 = ld_b(o3.z + k, o3.z + e);
-    let x15 = ld_b(o3.w + k, o3.w + e);
+    // Stored [N, K]: each load is 4 consecutive k of one column.
+    let last = nn - 1u;
+    let e = kk - 1u;
+    let b0 = min(col0, last) * kk;
+    let b1 = min(col0 + 1u, last) * kk;
+    let b2 = min(col0 + 2u, last) * kk;
+    let b3 = min(col0 + 3u, last) * kk;
+    let b4 = min(col0 + 4u, last) * kk;
+    let b5 = min(col0 + 5u, last) * kk;
+    let b6 = min(col0 + 6u, last) * kk;
+    let b7 = min(col0 + 7u, last) * kk;
+    let b8 = min(col0 + 8u, last) * kk;
+    let b9 = min(col0 + 9u, last) * kk;
+    let b10 = min(col0 + 10u, last) * kk;
+    let b11 = min(col0 + 11u, last) * kk;
+    let b12 = min(col0 + 12u, last) * kk;
+    let b13 = min(col0 + 13u, last) * kk;
+    let b14 = min(col0 + 14u, last) * kk;
+    let b15 = min(col0 + 15u, last) * kk;
+    let x0 = ld_b(b0 + k, b0 + e);
+    let x1 = ld_b(b1 + k, b1 + e);
+    let x2 = ld_b(b2 + k, b2 + e);
+    let x3 = ld_b(b3 + k, b3 + e);
+    let x4 = ld_b(b4 + k, b4 + e);
+    let x5 = ld_b(b5 + k, b5 + e);
+    let x6 = ld_b(b6 + k, b6 + e);
+    let x7 = ld_b(b7 + k, b7 + e);
+    let x8 = ld_b(b8 + k, b8 + e);
+    let x9 = ld_b(b9 + k, b9 + e);
+    let x10 = ld_b(b10 + k, b10 + e);
+    let x11 = ld_b(b11 + k, b11 + e);
+    let x12 = ld_b(b12 + k, b12 + e);
+    let x13 = ld_b(b13 + k, b13 + e);
+    let x14 = ld_b(b14 + k, b14 + e);
+    let x15 = ld_b(b15 + k, b15 + e);
     t.k0 = Row(
       vec4(x0.x, x1.x, x2.x, x3.x),
       vec4(x4.x, x5.x, x6.x, x7.x),
@@ -217,29 +208,33 @@ fn tile_b(o0: vec4<u32>, o1: vec4<u32>, o2: vec4<u32>, o3: vec4<u32>, k: u32) ->
     );
   } else {
     // Stored [K, N]: each load is 4 consecutive columns at one k.
-    let nn = p.n;
-    let s0 = krow(k) * nn;
-    let s1 = krow(k + 1u) * nn;
-    let s2 = krow(k + 2u) * nn;
-    let s3 = krow(k + 3u) * nn;
+    let top = nn - select(1u, 4u, VEC_B);
+    let q0 = min(col0, top);
+    let q1 = min(col0 + 4u, top);
+    let q2 = min(col0 + 8u, top);
+    let q3 = min(col0 + 12u, top);
+    let s0 = min(k, kk - 1u) * nn;
+    let s1 = min(k + 1u, kk - 1u) * nn;
+    let s2 = min(k + 2u, kk - 1u) * nn;
+    let s3 = min(k + 3u, kk - 1u) * nn;
     let e0 = s0 + nn - 1u;
     let e1 = s1 + nn - 1u;
     let e2 = s2 + nn - 1u;
     let e3 = s3 + nn - 1u;
-    t.k0 = Row(ld_b(s0 + o0.x, e0), ld_b(s0 + o1.x, e0), ld_b(s0 + o2.x, e0), ld_b(s0 + o3.x, e0));
-    t.k1 = Row(ld_b(s1 + o0.x, e1), ld_b(s1 + o1.x, e1), ld_b(s1 + o2.x, e1), ld_b(s1 + o3.x, e1));
-    t.k2 = Row(ld_b(s2 + o0.x, e2), ld_b(s2 + o1.x, e2), ld_b(s2 + o2.x, e2), ld_b(s2 + o3.x, e2));
-    t.k3 = Row(ld_b(s3 + o0.x, e3), ld_b(s3 + o1.x, e3), ld_b(s3 + o2.x, e3), ld_b(s3 + o3.x, e3));
+    t.k0 = Row(ld_b(s0 + q0, e0), ld_b(s0 + q1, e0), ld_b(s0 + q2, e0), ld_b(s0 + q3, e0));
+    t.k1 = Row(ld_b(s1 + q0, e1), ld_b(s1 + q1, e1), ld_b(s1 + q2, e1), ld_b(s1 + q3, e1));
+    t.k2 = Row(ld_b(s2 + q0, e2), ld_b(s2 + q1, e2), ld_b(s2 + q2, e2), ld_b(s2 + q3, e2));
+    t.k3 = Row(ld_b(s3 + q0, e3), ld_b(s3 + q1, e3), ld_b(s3 + q2, e3), ld_b(s3 + q3, e3));
   }
   if (K_TAIL) {
     let z = Row(vec4(0.0), vec4(0.0), vec4(0.0), vec4(0.0));
-    if (k + 1u >= p.k) {
+    if (k + 1u >= kk) {
       t.k1 = z;
     }
-    if (k + 2u >= p.k) {
+    if (k + 2u >= kk) {
       t.k2 = z;
     }
-    if (k + 3u >= p.k) {
+    if (k + 3u >= kk) {
       t.k3 = z;
     }
   }
@@ -303,25 +298,6 @@ fn activate(v: vec4<f32>) -> vec4<f32> {
   }
 }
 
-// Stores one row of the block as it is (row m < M, from col0 < N).
-fn store_row(c: Row, m: u32, col0: u32) {
-  let nn = p.n;
-  if (m >= p.m) {
-    return;
-  }
-  let i = m * nn + col0;
-  st_y(i, c.c0, nn - col0);
-  if (col0 + 4u < nn) {
-    st_y(i + 4u, c.c1, nn - col0 - 4u);
-  }
-  if (col0 + 8u < nn) {
-    st_y(i + 8u, c.c2, nn - col0 - 8u);
-  }
-  if (col0 + 12u < nn) {
-    st_y(i + 12u, c.c3, nn - col0 - 12u);
-  }
-}
-
 // Adds the bias, applies the activation and stores one row of the block (row m, from col0).
 fn finish_row(c: Row, bias: Row, m: u32, col0: u32) {
   let nn = p.n;
@@ -372,42 +348,32 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) li: 
   let lc = p.lanes_c;
   let row0 = (wg.y * (8u / lc) + li.x / lc) * 16u;
   let col0 = (wg.x * lc + li.x % lc) * 16u;
-  // The loop-invariant offsets are computed here once: the shader compiler does not hoist them.
-  let oa0 = offsets_a(row0);
-  let oa1 = offsets_a(row0 + 4u);
-  let oa2 = offsets_a(row0 + 8u);
-  let oa3 = offsets_a(row0 + 12u);
-  let ob0 = offsets_b(col0);
-  let ob1 = offsets_b(col0 + 4u);
-  let ob2 = offsets_b(col0 + 8u);
-  let ob3 = offsets_b(col0 + 12u);
-  let kk = p.k;
   var acc: Block;
   var colsum: Row;
-  for (var k = 0u; k < kk; k += 4u) {
-    let b = tile_b(ob0, ob1, ob2, ob3, k);
+  for (var k = 0u; k < p.k; k += 4u) {
+    let b = tile_b(col0, k);
     if (COL_SUM) {
       colsum.c0 += (b.k0.c0 + b.k1.c0) + (b.k2.c0 + b.k3.c0);
       colsum.c1 += (b.k0.c1 + b.k1.c1) + (b.k2.c1 + b.k3.c1);
       colsum.c2 += (b.k0.c2 + b.k1.c2) + (b.k2.c2 + b.k3.c2);
       colsum.c3 += (b.k0.c3 + b.k1.c3) + (b.k2.c3 + b.k3.c3);
     }
-    let a0 = quad_a(oa0, k);
+    let a0 = quad_a(row0, k);
     acc.r0 = mac(acc.r0, a0.r0, b);
     acc.r1 = mac(acc.r1, a0.r1, b);
     acc.r2 = mac(acc.r2, a0.r2, b);
     acc.r3 = mac(acc.r3, a0.r3, b);
-    let a1 = quad_a(oa1, k);
+    let a1 = quad_a(row0 + 4u, k);
     acc.r4 = mac(acc.r4, a1.r0, b);
     acc.r5 = mac(acc.r5, a1.r1, b);
     acc.r6 = mac(acc.r6, a1.r2, b);
     acc.r7 = mac(acc.r7, a1.r3, b);
-    let a2 = quad_a(oa2, k);
+    let a2 = quad_a(row0 + 8u, k);
     acc.r8 = mac(acc.r8, a2.r0, b);
     acc.r9 = mac(acc.r9, a2.r1, b);
     acc.r10 = mac(acc.r10, a2.r2, b);
     acc.r11 = mac(acc.r11, a2.r3, b);
-    let a3 = quad_a(oa3, k);
+    let a3 = quad_a(row0 + 12u, k);
     acc.r12 = mac(acc.r12, a3.r0, b);
     acc.r13 = mac(acc.r13, a3.r1, b);
     acc.r14 = mac(acc.r14, a3.r2, b);
@@ -417,26 +383,6 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) li: 
     st_colsum(col0, colsum);
   }
   if (row0 >= p.m || col0 >= p.n) {
-    return;
-  }
-  if (PLAIN) {
-    // Plain products (the gradients' among them, often with a short K) store directly.
-    store_row(acc.r0, row0, col0);
-    store_row(acc.r1, row0 + 1u, col0);
-    store_row(acc.r2, row0 + 2u, col0);
-    store_row(acc.r3, row0 + 3u, col0);
-    store_row(acc.r4, row0 + 4u, col0);
-    store_row(acc.r5, row0 + 5u, col0);
-    store_row(acc.r6, row0 + 6u, col0);
-    store_row(acc.r7, row0 + 7u, col0);
-    store_row(acc.r8, row0 + 8u, col0);
-    store_row(acc.r9, row0 + 9u, col0);
-    store_row(acc.r10, row0 + 10u, col0);
-    store_row(acc.r11, row0 + 11u, col0);
-    store_row(acc.r12, row0 + 12u, col0);
-    store_row(acc.r13, row0 + 13u, col0);
-    store_row(acc.r14, row0 + 14u, col0);
-    store_row(acc.r15, row0 + 15u, col0);
     return;
   }
   // The epilogue is a loop over the block's rows, staged through this invocation's own part of

@@ -70,20 +70,22 @@ export function gatherRows(
   const outType: DType = src.kind === "u8" ? "f32" : src.kind;
   const out = makeTensor([batch, ...src.rowShape], outType);
   const n = batch * features;
+  const byWord = src.kind === "u8" && features % 4 === 0;
+  const invocations = byWord ? n / 4 : n;
   const { scale = 1 / 255, shift = 0 } = options;
   schedule((rt) => {
     const label = `gather ${batch} rows of ${fmtShape(src.rowShape)} from ${src.data.describe()}`;
     const s = rt.alloc(n * 4, label);
     out.setStorage(s);
-    const g = grid(n);
-    const u = new Uint32Array([n, g.stride, features, src.rows, 0, 0, 0, 0]);
+    const g = grid(invocations);
+    const u = new Uint32Array([invocations, g.stride, features, src.rows, 0, 0, 0, 0]);
     const f = new Float32Array(u.buffer);
     f[4] = scale;
     f[5] = shift;
     rt.dispatch({
       kernel: GATHER,
       prefix: `alias T = ${outType};\n`,
-      constants: { MODE: src.kind === "u8" ? 0 : 1 },
+      constants: { MODE: byWord ? 2 : src.kind === "u8" ? 0 : 1 },
       bindings: [src.data.storage, perm.storage, step.storage, s, u],
       workgroups: g.groups,
       label,

@@ -219,9 +219,6 @@ function gemm(g: Gemm): GemmResult {
         K_TAIL: k % 4 === 0 && k > 0 ? 0 : 1,
         ACT: ACTIVATIONS[g.act],
         COL_SUM: css ? 1 : 0,
-        // Direct stores for plain products with vector-aligned rows; with scalar stores the
-        // row loop keeps pipeline creation fast.
-        PLAIN: g.act === "linear" && !g.bias && !zs && n % 4 === 0 ? 1 : 0,
       },
       bindings,
       workgroups: groups,
