@@ -100,6 +100,12 @@ export class Tensor<D extends DType = DType> {
   /** Copies the elements to the CPU, in row-major order. */
   async data(): Promise<TypedArrayFor<D>> {
     this.assertLive("data()");
+    if (currentRuntime()?.capturing) {
+      throw new WgradError(
+        "value",
+        `data(): ${this.describe()} cannot be read back while a step is being captured (it has not run)`,
+      );
+    }
     let held: Storage | null = null;
     schedule(() => {
       held = this.storage.retain();

@@ -22,10 +22,18 @@ export function accumulateInto(
   batch: number,
 ): void {
   checkInputs("accumulateInto", correct ? [acc, loss, correct] : [acc, loss], ["f32"]);
+  if (!(batch >= 0) || !Number.isFinite(batch)) {
+    throw new WgradError(
+      "value",
+      `accumulateInto: batch must be a finite number ≥ 0, got ${batch}`,
+    );
+  }
   if (acc.size !== 4 || loss.size !== 1 || (correct && correct.size !== 1)) {
     throw new WgradError(
       "shape",
-      `accumulateInto: needs acc [4] and scalar loss and correct, got ${acc.describe()}, ${loss.describe()}`,
+      `accumulateInto: needs acc [4] and scalar loss and correct, got ${acc.describe()}, ${loss.describe()}${
+        correct ? `, ${correct.describe()}` : ""
+      }`,
     );
   }
   schedule((rt) => {

@@ -67,6 +67,18 @@ export function gatherRows(
       `gatherRows: batch ${batch} must be an integer in [1, ${perm.size}]`,
     );
   }
+  if (src.kind !== "u8" && src.data.dtype !== src.kind) {
+    throw new WgradError(
+      "dtype",
+      `gatherRows: rows of kind ${src.kind} cannot be read from ${src.data.describe()}`,
+    );
+  }
+  if (src.kind === "u8" && src.data.dtype !== "u32") {
+    throw new WgradError(
+      "dtype",
+      `gatherRows: bytes must come packed in a u32 tensor, got ${src.data.describe()}`,
+    );
+  }
   const outType: DType = src.kind === "u8" ? "f32" : src.kind;
   const out = makeTensor([batch, ...src.rowShape], outType);
   const n = batch * features;
