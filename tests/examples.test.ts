@@ -1,0 +1,63 @@
+/**
+ * The examples run end to end as `deno run` scripts (small settings), so that they cannot rot:
+ * each is checked for the figures it must print.
+ * @module
+ */
+import { assert, assertMatch } from "./harness_assert.ts";
+
+async function runExample(args: string[]): Promise<string> {
+  const out = await new Deno.Command("deno", {
+    args: ["run", "--no-prompt", ...args],
+    env: { XDG_RUNTIME_DIR: "/tmp" },
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const text = new TextDecoder().decode(out.stdout);
+  const err = new TextDecoder().decode(out.stderr);
+  assert(out.success, `deno run ${args.join(" ")} failed (${out.code}):\n${text}\n${err}`);
+  return text;
+}
+
+Deno.test("examples/gradient_tape.ts prints 6 and dW, db matching the hand derivation", async () => {
+  const text = await runExample(["examples/gradient_tape.ts"]);
+  assertMatch(text, /d\(x²\)\/dx at x = 3: 6\n/);
+  const m = /largest difference from the hand derivation: ([0-9.e+-]+)/.exec(text);
+  assert(m && Number(m[1]) < 1e-5, `hand derivation differs: ${text}`);
+  assertMatch(text, /dW \[3,2\]/);
+  assertMatch(text, /db \[2\]/);
+});
+
+Deno.test("examples/four_pixel_camera.ts: hand-set weights and training to accuracy 1", async () => {
+  const text = await runExample(["examples/four_pixel_camera.ts", "--epochs", "300"]);
+  assertMatch(
+    text,
+    /horizontal pattern → solid 0\.178, vertical 0\.178, diagonal 0\.178, horizontal 0\.465/,
+  );
+  assertMatch(text, /RMSprop: .*accuracy 1\.0000/);
+  assertMatch(text, /Adagrad: .*accuracy 1\.0000/);
+});
+
+Deno.test("examples/fashion_mnist_mlp.ts trains on the bundled sample and reports test accuracy", async () => {
+  const text = await runExample([
+    "--allow-read=.",
+    "examples/fashion_mnist_mlp.ts",
+    "--sample",
+    "--epochs",
+    "1",
+    "--verbose",
+    "2",
+  ]);
+  assertMatch(text, /bundled sample/);
+  assertMatch(text, /Total params: 101,770/);
+  assertMatch(text, /94\/94 \[=+\]/);
+  const m = /test accuracy: (0\.\d{4})\n?$/.exec(text.trimEnd());
+  assert(m, `no final "test accuracy" line:\n${text}`);
+  assert(Number(m[1]) > 0.6, `test accuracy ${m[1]} after one epoch on the sample`);
+});
+
+Deno.test("examples answer --help", async () => {
+  for (const ex of ["fashion_mnist_mlp.ts", "four_pixel_camera.ts", "gradient_tape.ts"]) {
+    const text = await runExample([`examples/${ex}`, "--help"]);
+    assert(text.length > 20, `${ex} --help printed nothing`);
+  }
+});
