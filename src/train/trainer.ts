@@ -552,6 +552,26 @@ function logsFrom(acc: Float32Array, c: Compiled, prefix = ""): Record<string, n
   return logs;
 }
 
+/** The two call forms, `(x, y, options)` and `({ x, y }, options)`, as one. */
+function splitArgs<O>(
+  xOrData: InputData | XY,
+  yOrOptions: TargetData | O | undefined,
+  maybeOptions: O | undefined,
+  where: string,
+): { x: InputData; y: TargetData; options: O } {
+  if (
+    xOrData && typeof xOrData === "object" && "x" in xOrData && "y" in xOrData && !isTensor(xOrData)
+  ) {
+    return { x: xOrData.x, y: xOrData.y, options: (yOrOptions as O) ?? ({} as O) };
+  }
+  if (yOrOptions === undefined) throw new WgradError("value", `${where}: targets are missing`);
+  return {
+    x: xOrData as InputData,
+    y: yOrOptions as TargetData,
+    options: maybeOptions ?? ({} as O),
+  };
+}
+
 /** Trains the model; see {@linkcode FitOptions}. */
 export async function fitModel(
   model: Sequential,
@@ -561,19 +581,7 @@ export async function fitModel(
 ): Promise<History> {
   const where = `model "${model.name}".fit`;
   const c = getCompiled(model, "fit");
-  let x: InputData, y: TargetData, options: FitOptions;
-  if (
-    xOrData && typeof xOrData === "object" && "x" in xOrData && "y" in xOrData && !isTensor(xOrData)
-  ) {
-    x = (xOrData as XY).x;
-    y = (xOrData as XY).y;
-    options = (yOrOptions as FitOptions) ?? {};
-  } else {
-    x = xOrData as InputData;
-    if (yOrOptions === undefined) throw new WgradError("value", `${where}: targets are missing`);
-    y = yOrOptions as TargetData;
-    options = maybeOptions ?? {};
-  }
+  const { x, y, options } = splitArgs<FitOptions>(xOrData, yOrOptions, maybeOptions, where);
   const epochs = options.epochs ?? 1;
   const batchSize = options.batchSize ?? 32;
   const verbose = options.verbose ?? 1;
@@ -764,19 +772,7 @@ export async function evaluateModel(
 ): Promise<Record<string, number>> {
   const where = `model "${model.name}".evaluate`;
   const c = getCompiled(model, "evaluate");
-  let x: InputData, y: TargetData, options: EvaluateOptions;
-  if (
-    xOrData && typeof xOrData === "object" && "x" in xOrData && "y" in xOrData && !isTensor(xOrData)
-  ) {
-    x = (xOrData as XY).x;
-    y = (xOrData as XY).y;
-    options = (yOrOptions as EvaluateOptions) ?? {};
-  } else {
-    x = xOrData as InputData;
-    if (yOrOptions === undefined) throw new WgradError("value", `${where}: targets are missing`);
-    y = yOrOptions as TargetData;
-    options = maybeOptions ?? {};
-  }
+  const { x, y, options } = splitArgs<EvaluateOptions>(xOrData, yOrOptions, maybeOptions, where);
   const batchSize = options.batchSize ?? 32;
   checkBatch(batchSize, where);
   const data = toDevice(model, c, x, y, where, options.scale ?? 1 / 255, options.shift ?? 0);
