@@ -197,7 +197,7 @@ export class Sequential {
       rows.push([
         `${l.name} (${l.className})`,
         fmtBatchShape(l.outputShape!),
-        String(l.paramCount),
+        l.paramCount.toLocaleString("en-US"),
       ]);
     }
     const w = [
