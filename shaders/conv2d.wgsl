@@ -1,0 +1,241 @@
+// 2-D convolution (NHWC) as an implicit GEMM, forward and input gradient, with a fused epilogue.
+//
+// The product is Y[m, o] = Σ_{t, c} A[m, (t, c)] · B[(t, c), o] + bias[o], where m runs over the
+// output grid (n, u, v) (M rows), t = (ky, kx) over the taps of the kernel and c over the inner
+// channels. A is never materialised: row m at tap t is one pixel of the source tensor (its `ci`
+// channels are contiguous), or zeros where the tap falls into the padding.
+//
+// MODE 0, forward:  source x [N, H, W, Cin], output y [N, Ho, Wo, Cout]; ci = Cin, co = Cout.
+//   The source pixel of (u, v) at (ky, kx) is (u·sh + ky·dh − pt, v·sw + kx·dw − pl).
+//   B[(t, c), o] = w[t, c, o]: rows of w, read 4 consecutive o at a time.
+// MODE 1, input gradient (a transposed convolution): source dy [N, Ho, Wo, Cout], output
+//   dx [N, H, W, Cin]; ci = Cout, co = Cin. Input pixel (u, v) received, in the forward pass, from
+//   output pixel ((u + pt − ky·dh)/sh, (v + pl − kx·dw)/sw) when both divisions are exact and in
+//   range. B[(t, c), o] = w[t, o, c]: read 4 consecutive c at a time (transposed in place).
+//
+// Each invocation computes a block of ROWS consecutive rows × 4·C4 consecutive columns in
+// registers (ROWS·C4 vec4 accumulators); per tap and per 4 inner channels it loads ROWS vec4 of A
+// (one per row) and 4·C4 vec4 of B, and does ROWS·C4·16 multiply-adds. No workgroup memory: on
+// llvmpipe it only adds copies. Edges are handled by clamping loads to valid addresses and guarding
+// stores; inner channels past ci are masked to zero in A (C_TAIL).
+//
+// The WGSL prefix defines:
+//   const ROWS: u32, const C4: u32          the block (ROWS a multiple of 4, C4 in 1..4)
+//   const VEC_A: bool                        A loads are 4-aligned (ci % 4 == 0)
+//   const VEC_B: bool                        B loads are 4-aligned (co % 4 == 0 in MODE 0,
+//                                            ci % 4 == 0 in MODE 1)
+//   fn ld_a(i: u32, last: u32) -> vec4<f32>  elements i..i+3 of the source (binding 0)
+//   fn ld_b(i: u32, last: u32) -> vec4<f32>  elements i..i+3 of w (binding 1)
+//   fn st_y(i: u32, v: vec4<f32>, count: u32) stores the first `count` lanes at i (binding 2)
+//   fn st_z(i: u32, v: vec4<f32>, count: u32) the same for the pre-activation (binding 5, or empty)
+// ACT selects the epilogue's activation with the formulas of matmul.wgsl:
+//   0 linear  1 relu  2 sigmoid  3 tanh  4 elu  5 leaky relu  6 gelu (erf)  7 gelu (tanh form)
+override MODE: u32 = 0u;
+override C_TAIL: bool = false;
+override ACT: u32 = 0u;
+
+struct Params {
+  // Output grid (MODE 0: Ho, Wo; MODE 1: H, W) and source grid (MODE 0: H, W; MODE 1: Ho, Wo).
+  out_h: u32,
+  out_w: u32,
+  src_h: u32,
+  src_w: u32,
+  // Inner channels (columns of A) and output channels (columns of Y).
+  ci: u32,
+  co: u32,
+  kh: u32,
+  kw: u32,
+  sh: u32,
+  sw: u32,
+  dh: u32,
+  dw: u32,
+  pt: u32,
+  pl: u32,
+  // Rows of the product (N · out_h · out_w).
+  m: u32,
+  // Column blocks (ceil(co / (4 · C4))) and total blocks, and invocations per grid row.
+  col_blocks: u32,
+  blocks: u32,
+  stride: u32,
+  has_bias: u32,
+  alpha: f32,
+}
+
+@group(0) @binding(3) var<uniform> p: Params;
+@group(0) @binding(4) var<storage, read> bias: array<f32>;
+
+fn bias_at(o: u32) -> f32 {
+  return select(0.0, bias[min(o, arrayLength(&bias) - 1u)], p.has_bias == 1u);
+}
+
+// Activations, as in matmul.wgsl.
+fn safe_tanh(v: vec4<f32>) -> vec4<f32> {
+  let t = exp(-2.0 * abs(v));
+  return sign(v) * (1.0 - t) / (1.0 + t);
+}
+
+fn sigmoid(v: vec4<f32>) -> vec4<f32> {
+  let e = exp(-abs(v));
+  return select(e / (1.0 + e), 1.0 / (1.0 + e), v >= vec4(0.0));
+}
+
+fn erf_approx(v: vec4<f32>) -> vec4<f32> {
+  let z = abs(v);
+  let t = 1.0 / (1.0 + 0.5 * z);
+  let r = t * exp(-z * z - 1.26551223 + t * (1.00002368 + t * (0.37409196 + t * (0.09678418 +
+    t * (-0.18628806 + t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 +
+    t * (-0.82215223 + t * 0.17087277)))))))));
+  return sign(v) * (1.0 - r);
+}
+
+fn activate(v: vec4<f32>) -> vec4<f32> {
+  let zero = vec4(0.0);
+  switch ACT {
+    case 1u: { return select(v, zero, v < zero); }
+    case 2u: { return sigmoid(v); }
+    case 3u: { return safe_tanh(v); }
+    case 4u: { return select(p.alpha * (exp(v) - 1.0), v, v > zero); }
+    case 5u: { return select(p.alpha * v, v, v > zero); }
+    case 6u: { return 0.5 * v * (1.0 + erf_approx(v * 0.70710678118654752)); }
+    case 7u: {
+      return 0.5 * v * (1.0 + safe_tanh(0.79788456080286536 * (v + 0.044715 * v * v * v)));
+    }
+    default: { return v; }
+  }
+}
+
+// The offset of the source pixel that row (n, u, v) reads at tap (ky, kx), or -1 in the padding
+// (or, in MODE 1, where no output pixel reached this input pixel through this tap).
+fn source_pixel(n: u32, u: u32, v: u32, ky: u32, kx: u32) -> i32 {
+  var sy: i32;
+  var sx: i32;
+  if (MODE == 0u) {
+    sy = i32(u * p.sh + ky * p.dh) - i32(p.pt);
+    sx = i32(v * p.sw + kx * p.dw) - i32(p.pl);
+  } else {
+    let ty = i32(u + p.pt) - i32(ky * p.dh);
+    let tx = i32(v + p.pl) - i32(kx * p.dw);
+    if (ty < 0 || tx < 0 || u32(ty) % p.sh != 0u || u32(tx) % p.sw != 0u) {
+      return -1;
+    }
+    sy = ty / i32(p.sh);
+    sx = tx / i32(p.sw);
+  }
+  if (sy < 0 || sx < 0 || sy >= i32(p.src_h) || sx >= i32(p.src_w)) {
+    return -1;
+  }
+  return i32(((n * p.src_h + u32(sy)) * p.src_w + u32(sx)) * p.ci);
+}
+
+@compute @workgroup_size(8)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+  let idx = gid.x + gid.y * p.stride;
+  if (idx >= p.blocks) {
+    return;
+  }
+  let row0 = (idx / p.col_blocks) * ROWS;
+  let col0 = (idx % p.col_blocks) * (4u * C4);
+  let ci = p.ci;
+  let co = p.co;
+
+  // Each row's (n, u, v); rows past M repeat the last row (their results are not stored).
+  var rn: array<u32, ROWS>;
+  var ru: array<u32, ROWS>;
+  var rv: array<u32, ROWS>;
+  let plane = p.out_h * p.out_w;
+  for (var r = 0u; r < ROWS; r++) {
+    let m = min(row0 + r, p.m - 1u);
+    rn[r] = m / plane;
+    let rem = m % plane;
+    ru[r] = rem / p.out_w;
+    rv[r] = rem % p.out_w;
+  }
+  // The output channels this block reads from B (clamped to valid columns).
+  var cols: array<u32, C4 * 4u>;
+  for (var j = 0u; j < C4 * 4u; j++) {
+    cols[j] = min(col0 + j, co - 1u);
+  }
+
+  var acc: array<vec4<f32>, ROWS * C4>;
+  var off: array<i32, ROWS>;
+  for (var ky = 0u; ky < p.kh; ky++) {
+    for (var kx = 0u; kx < p.kw; kx++) {
+      let t = ky * p.kw + kx;
+      for (var r = 0u; r < ROWS; r++) {
+        off[r] = source_pixel(rn[r], ru[r], rv[r], ky, kx);
+      }
+      for (var c = 0u; c < ci; c += 4u) {
+        // A: 4 inner channels of each row's source pixel (zeros in the padding).
+        var a: array<vec4<f32>, ROWS>;
+        let live = vec4(c, c + 1u, c + 2u, c + 3u) < vec4(ci);
+        for (var r = 0u; r < ROWS; r++) {
+          let o = off[r];
+          let base = u32(max(o, 0));
+          var v = ld_a(base + c, base + ci - 1u);
+          if (C_TAIL) {
+            v = select(vec4(0.0), v, live);
+          }
+          a[r] = select(vec4(0.0), v, o >= 0);
+        }
+        // B and the multiply-adds, column group by column group.
+        for (var j = 0u; j < C4; j++) {
+          var b0: vec4<f32>;
+          var b1: vec4<f32>;
+          var b2: vec4<f32>;
+          var b3: vec4<f32>;
+          if (MODE == 0u) {
+            // Rows (t, c..c+3) of w [taps, ci, co], 4 consecutive output channels each.
+            let q = select(cols[4u * j], min(col0 + 4u * j, co - 4u), VEC_B);
+            let k0 = t * ci + c;
+            let s0 = k0 * co;
+            let s1 = min(k0 + 1u, t * ci + ci - 1u) * co;
+            let s2 = min(k0 + 2u, t * ci + ci - 1u) * co;
+            let s3 = min(k0 + 3u, t * ci + ci - 1u) * co;
+            b0 = ld_b(s0 + q, s0 + co - 1u);
+            b1 = ld_b(s1 + q, s1 + co - 1u);
+            b2 = ld_b(s2 + q, s2 + co - 1u);
+            b3 = ld_b(s3 + q, s3 + co - 1u);
+          } else {
+            // w [taps, co, ci] read transposed: 4 consecutive inner channels of each output channel.
+            let s0 = (t * co + cols[4u * j]) * ci;
+            let s1 = (t * co + cols[4u * j + 1u]) * ci;
+            let s2 = (t * co + cols[4u * j + 2u]) * ci;
+            let s3 = (t * co + cols[4u * j + 3u]) * ci;
+            let q0 = ld_b(s0 + c, s0 + ci - 1u);
+            let q1 = ld_b(s1 + c, s1 + ci - 1u);
+            let q2 = ld_b(s2 + c, s2 + ci - 1u);
+            let q3 = ld_b(s3 + c, s3 + ci - 1u);
+            b0 = vec4(q0.x, q1.x, q2.x, q3.x);
+            b1 = vec4(q0.y, q1.y, q2.y, q3.y);
+            b2 = vec4(q0.z, q1.z, q2.z, q3.z);
+            b3 = vec4(q0.w, q1.w, q2.w, q3.w);
+          }
+          for (var r = 0u; r < ROWS; r++) {
+            let x = a[r];
+            let i = r * C4 + j;
+            acc[i] = fma(vec4(x.w), b3, fma(vec4(x.z), b2, fma(vec4(x.y), b1, fma(vec4(x.x), b0, acc[i]))));
+          }
+        }
+      }
+    }
+  }
+
+  // Epilogue: bias, activation, guarded stores.
+  for (var j = 0u; j < C4; j++) {
+    let o = col0 + 4u * j;
+    if (o >= co) {
+      break;
+    }
+    let bv = vec4(bias_at(o), bias_at(o + 1u), bias_at(o + 2u), bias_at(o + 3u));
+    for (var r = 0u; r < ROWS; r++) {
+      let m = row0 + r;
+      if (m >= p.m) {
+        break;
+      }
+      let z = acc[r * C4 + j] + bv;
+      let i = m * co + o;
+      st_y(i, activate(z), co - o);
+      st_z(i, z, co - o);
+    }
+  }
+}
