@@ -5,15 +5,22 @@
  * steps after a warm-up epoch; the capture of the step (compile) is excluded.
  *
  * Run: `deno task bench:train` (add `--json=bench/train.json` to write the figures,
- * `--steps N` to change the epoch length).
+ * `--steps N` to change the epoch length, `--profile` to time each command of every compiled
+ * training step alone, `--only NAME` to run the workloads whose name contains NAME).
  * @module
  */
 import { parseArgs } from "node:util";
 import { datasets, gpuInfo, losses, nn, optim } from "../mod.ts";
+import { type Plan, ready } from "../src/gpu/runtime.ts";
 
 const { values: flags } = parseArgs({
   args: Deno.args,
-  options: { json: { type: "string" }, steps: { type: "string", default: "400" } },
+  options: {
+    json: { type: "string" },
+    steps: { type: "string", default: "400" },
+    profile: { type: "boolean", default: false },
+    only: { type: "string" },
+  },
 });
 const info = await gpuInfo();
 console.log(`wgrad training benchmark — adapter "${info.description}", Deno ${info.deno}`);
@@ -38,6 +45,7 @@ for (
   ]]] as const
 ) {
   for (const batch of [32, 128]) {
+    if (flags.only && !`${name} b${batch}`.includes(flags.only)) continue;
     const n = Math.min(steps * batch, data.train.length);
     const split = { x: data.train.x.subarray(0, n * 784), y: data.train.y.subarray(0, n) };
     const model = nn.sequential([
@@ -59,12 +67,46 @@ for (
     for (let run = 0; run < 4; run++) {
       await model.fit(split, { epochs: 1, batchSize: batch, verbose: 0, callbacks: [timer] });
     }
+    if (flags.profile) await profile(model, split, batch, `${name} batch ${batch}`);
     times.shift(); // warm-up
     times.sort((a, b) => a - b);
     const ms = times[1];
     const stepsRun = Math.ceil(n / batch);
     rows.push({ model: name, batch, samplesPerSecond: n / (ms / 1000), msPerStep: ms / stepsRun });
     model.dispose();
+  }
+}
+
+/** Times each command of the model's compiled training step alone (see Runtime.profile). */
+async function profile(
+  model: nn.Sequential,
+  split: { x: Uint8Array; y: Uint8Array },
+  batch: number,
+  title: string,
+): Promise<void> {
+  const rt = await ready();
+  let plan: Plan | null = null;
+  const stop = rt.observePlans((p) => {
+    if (p.label.startsWith("train step")) plan = p;
+  });
+  let report: Awaited<ReturnType<typeof rt.profile>> | null = null;
+  const probe = {
+    onTrainEnd: async () => {
+      if (plan) report = await rt.profile(plan);
+    },
+  };
+  const one = { x: split.x.subarray(0, batch * 784), y: split.y.subarray(0, batch) };
+  await model.fit(one, { epochs: 1, batchSize: batch, verbose: 0, callbacks: [probe] });
+  stop();
+  if (!report) return;
+  const r = report as Awaited<ReturnType<typeof rt.profile>>;
+  const sum = r.commands.reduce((a, c) => a + c.us, 0);
+  console.log(
+    `\n${title}: ${r.total.toFixed(0)} µs per step replayed alone on the GPU ` +
+      `(${r.commands.length} commands; each alone below, sum ${sum.toFixed(0)} µs)`,
+  );
+  for (const c of r.commands) {
+    console.log(`${c.us.toFixed(0).padStart(8)} µs  ${c.label.slice(0, 110)}`);
   }
 }
 

@@ -620,7 +620,53 @@ export class Runtime {
     this.#capture = null;
     c.open = false;
     this.#sealUniforms(c);
-    return new Plan(this, c.commands, c.owned, c.uniformBuffers, label);
+    const plan = new Plan(this, c.commands, c.owned, c.uniformBuffers, label);
+    for (const fn of this.#planObservers) fn(plan);
+    return plan;
+  }
+
+  #planObservers = new Set<(plan: Plan) => void>();
+
+  /**
+   * @internal Calls `fn` with every plan captured from now on (the benchmarks' `--profile` uses
+   * it to time the kernels of a compiled training step). Returns the function that stops it.
+   */
+  observePlans(fn: (plan: Plan) => void): () => void {
+    this.#planObservers.add(fn);
+    return () => void this.#planObservers.delete(fn);
+  }
+
+  /**
+   * @internal Times each command of a live plan alone: `reps` replays of the one command in one
+   * submit, waited for with `onSubmittedWorkDone`, the median of 3 such runs, in microseconds of
+   * wall time per command (the GPU's work plus its fixed cost per command). Also times the whole
+   * plan the same way. The plan's buffers are overwritten with whatever the commands compute.
+   */
+  async profile(
+    plan: Plan,
+    reps = 50,
+  ): Promise<{ total: number; commands: { label: string; us: number }[] }> {
+    const time = async (commands: readonly Command[]): Promise<number> => {
+      const run = () => {
+        for (let r = 0; r < reps; r++) this.replay(commands);
+        this.flush();
+      };
+      run();
+      await this.device.queue.onSubmittedWorkDone();
+      const ts: number[] = [];
+      for (let k = 0; k < 3; k++) {
+        const t0 = performance.now();
+        run();
+        await this.device.queue.onSubmittedWorkDone();
+        ts.push(((performance.now() - t0) / reps) * 1000);
+      }
+      await this.settle();
+      return ts.sort((a, b) => a - b)[1];
+    };
+    const total = await time(plan.commands);
+    const commands: { label: string; us: number }[] = [];
+    for (const c of plan.commands) commands.push({ label: c.label, us: await time([c]) });
+    return { total, commands };
   }
 
   /** Whether a capture is in progress. */
