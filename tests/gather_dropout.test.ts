@@ -23,9 +23,10 @@
  * - capture/replay: exact against the same ops run eagerly (the same kernels), and exact against
  *   a CPU f32 reference (neg, abs, relu are exact; +, −, · are correctly rounded in WGSL).
  *
- * Which gather kernel variant runs (MODE 0, 1 or 2) is read from the label of the dispatch that a
- * capture of `gatherRows` records (`kernel "gather {"MODE":2}"`), so that each MODE's test is
- * known to exercise that MODE.
+ * Which gather kernel variant runs (MODE 0, 1, or 2 for the word path `main_words`) is read from
+ * the label of the dispatch that a capture of `gatherRows` records (`kernel "gather {"MODE":1}"`,
+ * `kernel "gather.main_words {"WPI":4}"`), so that each MODE's test is known to exercise it. The
+ * word path's rows [28, 28] take 4 words per invocation, [4] and [2, 6] one.
  * @module
  */
 import {
@@ -128,6 +129,8 @@ async function gatherModeOf(src: GatherSource): Promise<number> {
   plan.dispose();
   perm.dispose();
   step.dispose();
+  // The word path is its own entry point, `main_words` (called MODE 2 here).
+  if (/gather\.main_words \{"WPI":\d+\}/.test(label)) return 2;
   const m = /"MODE":(\d+)/.exec(label);
   assert(m, `the gather dispatch's label names no MODE constant: ${label}`);
   return Number(m[1]);

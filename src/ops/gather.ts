@@ -83,13 +83,15 @@ export function gatherRows(
   const out = makeTensor([batch, ...src.rowShape], outType);
   const n = batch * features;
   const byWord = src.kind === "u8" && features % 4 === 0;
-  const invocations = byWord ? n / 4 : n;
+  // Words per invocation of `main_words`: 4 when a row holds a multiple of 4 words.
+  const wpi = byWord ? (features % 16 === 0 ? 4 : 1) : 1;
+  const invocations = byWord ? n / (4 * wpi) : n;
   const { scale = 1 / 255, shift = 0 } = options;
   schedule((rt) => {
     const label = `gather ${batch} rows of ${fmtShape(src.rowShape)} from ${src.data.describe()}`;
     const s = rt.alloc(n * 4, label);
     out.setStorage(s);
-    const g = grid(invocations);
+    const g = grid(invocations, byWord ? 64 : 256);
     const u = new Uint32Array([invocations, g.stride, features, src.rows, 0, 0, 0, 0]);
     const f = new Float32Array(u.buffer);
     f[4] = scale;
@@ -97,7 +99,9 @@ export function gatherRows(
     rt.dispatch({
       kernel: GATHER,
       prefix: `alias T = ${outType};\n`,
-      constants: { MODE: byWord ? 2 : src.kind === "u8" ? 0 : 1 },
+      ...(byWord ? { entry: "main_words", constants: { WPI: wpi } } : {
+        constants: { MODE: src.kind === "u8" ? 0 : 1 },
+      }),
       bindings: [src.data.storage, perm.storage, step.storage, s, u],
       workgroups: g.groups,
       label,
