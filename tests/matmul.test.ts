@@ -25,6 +25,7 @@
  */
 import {
   type Activation,
+  add,
   grad,
   linear,
   matmul,
@@ -685,4 +686,39 @@ Deno.test("matmul and linear: errors name the op and both shapes", () => {
   } finally {
     for (const t of [a, b, v, n, w]) t.dispose();
   }
+});
+
+Deno.test("linear: weight and bias gradients go straight into given destinations", async () => {
+  const { valueAndGradSync } = await import("../src/autodiff/grad.ts");
+  const rng = new Rng(41);
+  const [m, k, n] = [7, 9, 5];
+  const x = f32(rng.floats(m * k), [m, k]);
+  const w = f32(rng.floats(k * n), [k, n]);
+  const b = f32(rng.floats(n), [n]);
+  const r = f32(rng.floats(m * n), [m, n]);
+  const loss = () => sum(mul(linear(x, w, b, "tanh"), r));
+  const plain = await grad(loss, [w, b]);
+  const want = await Promise.all(plain.map((t) => t.data()));
+  // Used once each: the gradients are the destinations themselves, with the same values.
+  const dw = f32(new Float32Array(k * n), [k, n]);
+  const db = f32(new Float32Array(n), [n]);
+  const once = valueAndGradSync(loss, [w, b], [dw, db]);
+  once.value.dispose();
+  if (once.grads[0] !== dw || once.grads[1] !== db) {
+    throw new Error("the gradients of a parameter used once must be written into the destinations");
+  }
+  const exact = { atol: 0, rtol: 0 };
+  assertClose(await dw.data(), want[0], exact, "dW in place (the same kernel: bitwise)");
+  assertClose(await db.data(), want[1], exact, "db in place (the same kernel: bitwise)");
+  // Used twice: the two contributions are summed into a new tensor; the destination is untouched.
+  const dw2 = f32(new Float32Array(k * n), [k, n]);
+  const twice = valueAndGradSync(
+    () => add(loss(), sum(mul(linear(x, w, null, "linear"), r))),
+    [w],
+    [dw2],
+  );
+  twice.value.dispose();
+  if (twice.grads[0] === dw2) throw new Error("a parameter used twice needs the sum");
+  assertClose(await dw2.data(), new Float32Array(k * n), exact, "a summed gradient's destination");
+  for (const t of [x, w, b, r, dw, db, dw2, twice.grads[0], ...plain]) t.dispose();
 });

@@ -680,6 +680,30 @@ Deno.test("optim: arena tensors are ordinary tensors (views) that follow the upd
   if (!w.isDisposed) throw new Error("disposing the arena disposes its tensors");
 });
 
+Deno.test("optim: keepGradients leaves the slots as they are and updates identically", async () => {
+  const rng = new Rng(7);
+  const init = [rng.floats(300), rng.floats(5)];
+  const grads = [rng.floats(300), rng.floats(5)];
+  const results: Float32Array[][] = [];
+  const left: Float32Array[] = [];
+  for (const keep of [false, true]) {
+    const arena = new ParamArena([{ name: "w", value: init[0] }, { name: "b", value: init[1] }]);
+    const opt = optim.adam({ learningRate: 0.01 });
+    for (let s = 0; s < 3; s++) {
+      arena.setGradients(grads);
+      opt.step(arena, { keepGradients: keep });
+    }
+    results.push(await arena.getWeights());
+    left.push(await arena.gradient("w").data() as Float32Array);
+    opt.dispose();
+    arena.dispose();
+  }
+  assertEqualArrays(results[1][0], results[0][0], "w with keepGradients");
+  assertEqualArrays(results[1][1], results[0][1], "b with keepGradients");
+  assertEqualArrays(left[0], new Float32Array(300), "slots cleared by default");
+  assertEqualArrays(left[1], grads[0], "slots kept");
+});
+
 Deno.test("optim: arenas and optimizers give their GPU memory back", async () => {
   await flush();
   const before = memoryInfo().bytesInUse;

@@ -1206,3 +1206,38 @@ Deno.test("train: fit takes { x: bytes, y: labels } (a DataSplit) and normalises
     raw.dispose();
   }
 });
+
+Deno.test("train: a dense model's compiled step writes its gradients in place (no copies)", async () => {
+  const { ready } = await import("../src/gpu/runtime.ts");
+  const rt = await ready();
+  const labels: string[][] = [];
+  const stop = rt.observePlans((p) => {
+    if (p.label.startsWith("train step")) {
+      labels.push(p.commands.map((c) => `${c.kind} ${c.label}`));
+    }
+  });
+  try {
+    const rng = new Rng(5);
+    const model = nn.sequential([
+      nn.dense(6, { activation: "relu" }),
+      nn.dense(3),
+    ], { inputShape: [4], seed: 3 });
+    model.compile({ optimizer: "adam", loss: "sparse_categorical_crossentropy" });
+    const x = tensor(rng.floats(40), [10, 4]);
+    const y = tensor(new Int32Array(10).map((_, i) => i % 3), [10]);
+    await model.fit(x, y, { epochs: 1, batchSize: 5, verbose: 0 });
+    x.dispose();
+    y.dispose();
+    model.dispose();
+  } finally {
+    stop();
+  }
+  if (labels.length !== 1) {
+    throw new Error(`expected one captured train step, got ${labels.length}`);
+  }
+  const cmds = labels[0];
+  const copies = cmds.filter((c) => !c.startsWith("dispatch"));
+  if (copies.length) throw new Error(`copies or clears in the train step:\n${copies.join("\n")}`);
+  // gather x, gather y, 2 forward, loss, seed, dX, dW(+db) ×2, relu gradient, optimizer.
+  if (cmds.length > 11) throw new Error(`${cmds.length} dispatches:\n${cmds.join("\n")}`);
+});

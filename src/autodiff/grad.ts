@@ -88,10 +88,14 @@ export class GradientTape {
 /**
  * The value of `fn()` and its gradients with respect to `params`, synchronously (GPU errors
  * surface at the next `await`). Tensors made inside `fn` are disposed, except the value.
+ * `into` gives destinations the gradients may be written to in place (see
+ * `BackwardOptions.into` in src/autodiff/tape.ts); a gradient returned as its destination belongs to the caller
+ * of this function as the destination did.
  */
 export function valueAndGradSync(
   fn: () => Tensor,
   params: readonly Tensor[],
+  into?: readonly (Tensor<"f32"> | null)[],
 ): { value: Tensor; grads: Tensor<"f32">[]; madeByFn: boolean } {
   checkSources(params, "grad");
   const tape = new Tape();
@@ -104,7 +108,7 @@ export function valueAndGradSync(
     }
     const madeByFn = value.id >= firstId;
     try {
-      const grads = backward(tape, value, params, ones, zerosF, addF);
+      const grads = backward(tape, value, params, ones, zerosF, addF, { into });
       return { value, grads, madeByFn };
     } catch (e) {
       if (madeByFn) value.dispose();

@@ -12,7 +12,10 @@ import { fmtShape, WgradError } from "../errors.ts";
 import { hooks, Tensor } from "../tensor.ts";
 
 /** Gradients of an op's inputs given the gradient of its output (`null`: no gradient). */
-export type VjpFn = (dy: Tensor<"f32">) => readonly (Tensor | null)[];
+export type VjpFn = (
+  dy: Tensor<"f32">,
+  into?: readonly (Tensor<"f32"> | undefined)[],
+) => readonly (Tensor | null)[];
 
 interface Entry {
   op: string;
@@ -153,6 +156,14 @@ export function isOnesSeed(t: Tensor): boolean {
 export interface BackwardOptions {
   /** The gradient of the target (default: ones, i.e. the gradient of the sum of the target). */
   seed?: Tensor<"f32">;
+  /**
+   * Destinations for the sources' gradients, aligned with `sources` (null: none): tensors of the
+   * sources' shapes. A gradient rule may write a source's gradient straight into its destination
+   * (a compiled training step's arena slots) and return that tensor, when the source is an input
+   * of exactly one op on the tape and so needs no sum. The caller owns the destinations: the
+   * gradient returned for such a source is the destination itself.
+   */
+  into?: readonly (Tensor<"f32"> | null)[];
 }
 
 /**
@@ -186,11 +197,25 @@ export function backward(
     grads.set(target, seed);
     const keep = new Set<Tensor>(sources);
     if (options.seed) keep.add(options.seed);
+    // Sources that may take their gradient in place: one use on the tape, a destination given.
+    const dest = new Map<Tensor, Tensor<"f32">>();
+    if (options.into) {
+      const uses = new Map<Tensor, number>();
+      for (const e of tape.entries) for (const x of e.inputs) uses.set(x, (uses.get(x) ?? 0) + 1);
+      sources.forEach((s, k) => {
+        const d = options.into![k];
+        if (d && s !== target && uses.get(s) === 1 && fmtShape(d.shape) === fmtShape(s.shape)) {
+          dest.set(s, d);
+        }
+      });
+    }
+    const destinations = new Set<Tensor>(dest.values());
     for (let i = tape.entries.length - 1; i >= 0; i--) {
       const e = tape.entries[i];
       const dy = grads.get(e.output);
       if (!dy) continue;
-      const dxs = e.vjp(dy);
+      const into = dest.size ? e.inputs.map((x) => dest.get(x)) : undefined;
+      const dxs = e.vjp(dy, into);
       if (dxs.length !== e.inputs.length) {
         throw new Error(`internal: the gradient of ${e.op} returned ${dxs.length} values`);
       }
@@ -204,7 +229,7 @@ export function backward(
         const dx = dxs[k];
         if (!dx) return;
         if (!tape.tracked.has(x)) {
-          dx.dispose();
+          if (!destinations.has(dx)) dx.dispose();
           return;
         }
         if (fmtShape(dx.shape) !== fmtShape(x.shape)) {
@@ -234,7 +259,7 @@ export function backward(
       return makeZeros(s.shape);
     });
     const outSet = new Set<Tensor>(out);
-    for (const g of grads.values()) if (!outSet.has(g)) g.dispose();
+    for (const g of grads.values()) if (!outSet.has(g) && !destinations.has(g)) g.dispose();
     if (!outSet.has(seed) && !options.seed) seed.dispose();
     return out;
   });

@@ -156,6 +156,10 @@ interface Gemm {
   /** Also return the column sums of op(B) (n elements). */
   colSum: boolean;
   label: string;
+  /** Write the result into this tensor (of `shape`) instead of a new one. */
+  out?: Tensor<"f32">;
+  /** Write the column sums into this tensor (n elements) instead of a new one. */
+  colSumOut?: Tensor<"f32">;
 }
 
 interface GemmResult {
@@ -169,17 +173,25 @@ interface GemmResult {
  * holds whole rows); {@linkcode linear} normalises longer rows with a second pass.
  */
 function gemm(g: Gemm): GemmResult {
-  const y = makeTensor(g.shape, "f32");
+  const y = g.out ?? makeTensor(g.shape, "f32");
   const z = g.keepZ ? makeTensor(g.shape, "f32") : null;
-  const cs = g.colSum ? makeTensor([g.n], "f32") : null;
+  const cs = g.colSum ? g.colSumOut ?? makeTensor([g.n], "f32") : null;
   const { m, n, k } = g;
   schedule((rt) => {
-    const ys = rt.alloc(m * n * 4, g.label);
-    y.setStorage(ys);
+    let ys: Storage;
+    if (g.out) ys = g.out.storage;
+    else {
+      ys = rt.alloc(m * n * 4, g.label);
+      y.setStorage(ys);
+    }
     const zs = z ? rt.alloc(m * n * 4, `${g.label} (pre-activation)`) : null;
     if (z && zs) z.setStorage(zs);
-    const css = cs ? rt.alloc(n * 4, `${g.label} (column sums)`) : null;
-    if (cs && css) cs.setStorage(css);
+    let css: Storage | null = null;
+    if (cs && g.colSumOut) css = g.colSumOut.storage;
+    else if (cs) {
+      css = rt.alloc(n * 4, `${g.label} (column sums)`);
+      cs.setStorage(css);
+    }
     if (n === 0) return;
     if (m === 0) {
       if (css) rt.clear(css, `${g.label} (column sums)`);
@@ -508,7 +520,7 @@ export function linear(
   }
   if (rec) {
     const needX = recording([x]), needW = recording([w]), needB = b !== null && recording([b]);
-    record("linear", inputs, y, (dy) => {
+    record("linear", inputs, y, (dy, into) => {
       let dz: Tensor<"f32">;
       const op = UNARY_OF[activation];
       if (activation === "softmax") dz = softmaxGrad("softmax", y, dy, -1);
@@ -533,6 +545,9 @@ export function linear(
           keepZ: false,
           colSum: needB,
           label: productLabel("linear weight gradient", x, dz, true, false),
+          // Straight into the caller's destinations (a compiled step's arena slots) if given.
+          out: needW ? into?.[1] : undefined,
+          colSumOut: needB ? into?.[2] : undefined,
         });
         dw = r.y;
         db = r.colSum;

@@ -391,6 +391,8 @@ export class ParamArena {
     );
     checked.forEach((g, i) => {
       const label = `gradient of ${this.names[i]}`;
+      // A gradient written in place into its slot is there already.
+      if (g === this.gradients[i]) return;
       if (g === null) {
         schedule((rt) => rt.clear(this.gradients[i].storage, `clear ${label}`));
       } else {

@@ -39,6 +39,7 @@ export {
   SGD,
   sgd,
   type SgdOptions,
+  type StepOptions,
 } from "./optimizers.ts";
 export {
   CosineDecay,

@@ -5,7 +5,7 @@
  *
  * One step is one dispatch over the whole arena (two when a gradient norm is needed first: a
  * reduction, then the update): it reads the gradients and the state, updates the parameters and
- * the state, and clears the gradients. Each invocation of the update handles 16 elements and keeps
+ * the state, and clears the gradients. Each invocation of the update handles 64 elements and keeps
  * its own copy of the step counter (Keras's `iterations`) in the optimizer's control buffer; it
  * reads it, computes the scheduled learning rate and Adam's bias correction from it in f32 (with
  * its own exp and cos, accurate to about an ulp on every adapter), and writes it back incremented.
@@ -64,7 +64,7 @@ const O_LR = 24;
 const PW_TABLE = 32;
 const SEG_BASE = 256;
 /** Invocations per workgroup of the update, and blocks (of ARENA_BLOCK elements) per workgroup. */
-const WORKGROUP = 64, BLOCKS_PER_WORKGROUP = 4;
+const WORKGROUP = 64, BLOCKS_PER_WORKGROUP = 16;
 /** ln(0) stand-in: beta^t underflows to 0 on the GPU. */
 const LN_ZERO = -1e30;
 
@@ -112,6 +112,15 @@ export interface KernelSpec {
   hyper: readonly (readonly [number, number])[];
 }
 
+/** Options of {@linkcode Optimizer.step}. */
+export interface StepOptions {
+  /**
+   * Leave the gradient slots as they are instead of clearing them (default false): for callers
+   * that overwrite every slot before the next step.
+   */
+  keepGradients?: boolean;
+}
+
 interface GpuState {
   ctl: Storage;
   /** Storages bound as s0, s1, s2 (dummies where unused). */
@@ -119,6 +128,8 @@ interface GpuState {
   /** Per slot name, its storage. */
   slots: Map<string, Storage>;
   specs: DispatchSpec[];
+  /** The same step leaving the gradient slots as they are ({@linkcode StepOptions}). */
+  specsKeep: DispatchSpec[];
   /** Word offset of the step counters in the control buffer. */
   counters: number;
   /** Invocations of the update, each with its own step counter. */
@@ -412,7 +423,10 @@ export abstract class Optimizer {
         workgroups: g.groups,
         label,
       });
-      this.#gpu = { ctl: ctlS, bound, slots, specs, counters, ninv };
+      const specsKeep = specs.map((s) =>
+        s.constants ? { ...s, constants: { ...s.constants, CLEAR: 0 } } : s
+      );
+      this.#gpu = { ctl: ctlS, bound, slots, specs, specsKeep, counters, ninv };
     });
   }
 
@@ -454,21 +468,26 @@ export abstract class Optimizer {
   /**
    * Records one update of every parameter of `arena` (default: the arena it was built on) from the
    * gradient slots, and clears them: one dispatch, two with clipnorm or globalClipnorm.
+   * With `{ keepGradients: true }` the slots are left as they are, which saves a store per
+   * element when the caller overwrites every slot before the next step (a compiled training step
+   * does).
    */
-  step(arena?: ParamArena): void {
+  step(arena?: ParamArena, options: StepOptions = {}): void {
     const op = `${this.name}.step`;
     this.#assertLive(op);
     const a = this.#arenaFor(arena, op);
     a.assertLive(op);
     this.build(a);
     this.#iterations++;
-    schedule((rt) => this.#record(rt, op));
+    const keep = options.keepGradients === true;
+    schedule((rt) => this.#record(rt, op, keep));
   }
 
-  #record(rt: Runtime, op: string): void {
+  #record(rt: Runtime, op: string, keep = false): void {
     this.#assertLive(op);
     this.#arena?.assertLive(op);
-    for (const s of this.#built(op).specs) rt.dispatch(s);
+    const gpu = this.#built(op);
+    for (const s of keep ? gpu.specsKeep : gpu.specs) rt.dispatch(s);
   }
 
   /**

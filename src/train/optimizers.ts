@@ -8,8 +8,11 @@ import { adagrad, adam, adamw, rmsprop, sgd } from "../optim/optimizers.ts";
 
 /** What `compile` needs of an optimizer. */
 export interface OptimizerLike {
-  /** Records one update of every parameter in the arena from its gradients. */
-  step(arena: ParamArena): void;
+  /**
+   * Records one update of every parameter in the arena from its gradients; with
+   * `keepGradients` the gradient slots may be left as they are (the caller overwrites them all).
+   */
+  step(arena: ParamArena, options?: { keepGradients?: boolean }): void;
   /** The current learning rate (settable by callbacks). */
   learningRate: number;
 }

@@ -410,18 +410,26 @@ function captureTrainStep(
     const yb = gatherRows(data.y, perm, step, batch);
     const regularized = hasPenalty(model);
     let correct: Tensor<"f32"> | null = null;
-    const { value, grads } = valueAndGradSync(() => {
-      const out = model.apply(xb, { training: true, rng: step });
-      // Without penalties the loss launch itself adds [loss sum, correct, samples, 1] into acc.
-      if (!regularized) return c.loss.fn(yb, out, acc);
-      const l = c.loss.fn(yb, out);
-      correct = keep(noGrad(() => (c.metrics[0] ?? accuracyOf(c)).count(yb, out)));
-      const reg = penalty(model)!;
-      return add(l, reg);
-    }, arena.params);
+    const { value, grads } = valueAndGradSync(
+      () => {
+        const out = model.apply(xb, { training: true, rng: step });
+        // Without penalties the loss launch itself adds [loss sum, correct, samples, 1] into acc.
+        if (!regularized) return c.loss.fn(yb, out, acc);
+        const l = c.loss.fn(yb, out);
+        correct = keep(noGrad(() => (c.metrics[0] ?? accuracyOf(c)).count(yb, out)));
+        const reg = penalty(model)!;
+        return add(l, reg);
+      },
+      arena.params,
+      arena.gradients,
+    );
+    // Every slot is overwritten each step (in place by the kernel that computes it, else by a
+    // copy, or a clear for a parameter without a gradient), so the update need not clear them.
     arena.setGradients(grads);
-    for (const g of grads) g.dispose();
-    c.optimizer.step(arena);
+    grads.forEach((g, i) => {
+      if (g !== arena.gradients[i]) g.dispose();
+    });
+    c.optimizer.step(arena, { keepGradients: true });
     if (regularized) accumulateInto(acc, value as Tensor<"f32">, correct, batch);
     value.dispose();
     (correct as Tensor | null)?.dispose();
