@@ -20,6 +20,7 @@ export class JsonSyntaxError extends Error {
   readonly offset: number;
 
   /**
+   * Makes the error.
    * @param message what is wrong
    * @param offset where
    */

@@ -134,6 +134,18 @@ export interface DenseOptions {
   name?: string;
 }
 
+/** Keras's `{ class_name, config }` form of an initializer. */
+function serializeInit(i: Initializer): { class_name: string; config: Record<string, number> } {
+  return { class_name: i.className, config: { ...i.config } };
+}
+
+/** Keras's `{ class_name, config }` form of a regularizer, or null. */
+function serializeReg(
+  r: Regularizer | undefined,
+): { class_name: string; config: { l1: number; l2: number } } | null {
+  return r ? { class_name: r.className, config: { ...r.config } } : null;
+}
+
 /** A fully connected layer: y = activation(x·W + b) over the last axis. */
 export class Dense extends Layer {
   readonly className = "Dense";
@@ -215,11 +227,12 @@ export class Dense extends Layer {
     return {
       units: this.units,
       activation: this.activation,
+      alpha: this.alpha,
       use_bias: this.useBias,
-      kernel_initializer: this.kernelInitializer.className,
-      bias_initializer: this.biasInitializer.className,
-      kernel_regularizer: this.kernelRegularizer?.config ?? null,
-      bias_regularizer: this.biasRegularizer?.config ?? null,
+      kernel_initializer: serializeInit(this.kernelInitializer),
+      bias_initializer: serializeInit(this.biasInitializer),
+      kernel_regularizer: serializeReg(this.kernelRegularizer),
+      bias_regularizer: serializeReg(this.biasRegularizer),
     };
   }
 }
@@ -304,7 +317,7 @@ export class Activation extends Layer {
   }
 
   getConfig(): Record<string, unknown> {
-    return { activation: this.activation };
+    return { activation: this.activation, alpha: this.alpha };
   }
 }
 

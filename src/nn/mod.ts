@@ -28,6 +28,7 @@ export { Sequential, type SequentialOptions } from "./sequential.ts";
 export * as initializers from "./initializers.ts";
 export * as regularizers from "./regularizers.ts";
 export { type ActivationName, ACTIVATIONS } from "./activations.ts";
+export { loadModel } from "../io/model.ts";
 
 /** A stack of layers; with `inputShape` it is built (weights made) at once. */
 export function sequential(layers: readonly Layer[], options: SequentialOptions = {}): Sequential {

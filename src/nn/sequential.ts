@@ -23,6 +23,16 @@ import {
   type XY,
 } from "../train/trainer.ts";
 import { type CallContext, fmtBatchShape, Layer } from "./layers.ts";
+import { writeFileAtomic } from "../io/atomic.ts";
+import { readSafetensors, writeSafetensors } from "../io/safetensors.ts";
+import {
+  matchWeights,
+  MODEL_JSON,
+  MODEL_WEIGHTS,
+  modelRecord,
+  WEIGHTS_METADATA,
+  weightsInput,
+} from "../io/model_config.ts";
 
 /** Options of {@linkcode Sequential}. */
 export interface SequentialOptions {
@@ -43,6 +53,7 @@ export class Sequential {
   /** The seed of the initial weights. */
   readonly seed: number;
   #inputShape: number[] | null = null;
+  #compileOptions: CompileOptions | null = null;
 
   /** @param layers the layers, first to last */
   constructor(layers: readonly Layer[], options: SequentialOptions = {}) {
@@ -232,6 +243,7 @@ export class Sequential {
    */
   compile(options: CompileOptions): void {
     compileModel(this, options);
+    this.#compileOptions = { ...options };
   }
 
   /**
@@ -259,6 +271,7 @@ export class Sequential {
   /** Gives back the GPU memory of the weights and of the training state. */
   dispose(): void {
     disposeTraining(this);
+    this.#compileOptions = null;
     for (const l of this.layers) {
       for (const w of l.weights) w.dispose();
       l.weights = [];
@@ -268,6 +281,62 @@ export class Sequential {
   /** The weights' values, layer by layer (kernel before bias), as Float32Arrays. */
   async getWeights(): Promise<Float32Array[]> {
     return await Promise.all(this.weightEntries.map((e) => e.tensor.data()));
+  }
+
+  /**
+   * Writes the weights to a safetensors file at `path`, atomically (a process killed meanwhile
+   * leaves the old file or the new one). Tensors are named as Keras names them —
+   * `dense/kernel`, `dense/bias`, `dense_1/kernel`, … — in Keras's layouts (a Dense kernel is
+   * `[in, out]`), as F32, with `__metadata__` `{ format: "wgrad", version: "1" }`.
+   */
+  async saveWeights(path: string): Promise<void> {
+    const entries = this.weightEntries;
+    const values = await Promise.all(entries.map((e) => e.tensor.data()));
+    await writeSafetensors(path, weightsInput(entries, values), WEIGHTS_METADATA);
+  }
+
+  /**
+   * Reads weights saved by {@linkcode Sequential.saveWeights} (or any safetensors file with the
+   * same names and shapes; F16, BF16 and F64 values are converted to float32). Every name, dtype
+   * and shape is checked first; on any difference one error lists what is missing, unexpected or
+   * mismatched, and the model is left unchanged.
+   */
+  async loadWeights(path: string): Promise<void> {
+    const entries = this.weightEntries;
+    const file = await readSafetensors(path);
+    const values = matchWeights(entries, file, `model "${this.name}".loadWeights("${path}")`);
+    entries.forEach((e, i) => writeWeights(e.tensor, values[i]));
+  }
+
+  /**
+   * Saves the whole model into the directory `dir` (created if needed): `model.json` (the layers
+   * with their configurations, the input shape, name and seed, and the compile settings when they
+   * are serialisable) and `model.safetensors` (the weights, as {@linkcode Sequential.saveWeights}).
+   * Each file is replaced atomically. `nn.loadModel(dir)` rebuilds the model.
+   */
+  async save(dir: string): Promise<void> {
+    const record = modelRecord(this, this.#compileOptions);
+    const entries = this.built ? this.weightEntries : [];
+    const values = await Promise.all(entries.map((e) => e.tensor.data()));
+    try {
+      await Deno.mkdir(dir, { recursive: true });
+    } catch (e) {
+      if (!(e instanceof Deno.errors.AlreadyExists)) {
+        throw new WgradError(
+          "value",
+          `model "${this.name}".save: cannot create the directory "${dir}": ${
+            (e as Error).message
+          }`,
+          { cause: e },
+        );
+      }
+    }
+    const base = dir.endsWith("/") ? dir : `${dir}/`;
+    await writeSafetensors(`${base}${MODEL_WEIGHTS}`, weightsInput(entries, values), {
+      ...WEIGHTS_METADATA,
+    });
+    const json = JSON.stringify(record, null, 2) + "\n";
+    await writeFileAtomic(`${base}${MODEL_JSON}`, new TextEncoder().encode(json));
   }
 
   /**

@@ -1,0 +1,434 @@
+/**
+ * `loadModel(dir)`: rebuilds a Sequential model saved by `model.save(dir)` from `model.json`,
+ * loads `model.safetensors` into it and compiles it again when compile settings were saved.
+ * Every field is checked; errors name the file and the field.
+ * @module
+ */
+import { WgradError } from "../errors.ts";
+import { Activation, Dense, Dropout, Flatten, type Layer, Reshape } from "../nn/layers.ts";
+import { Sequential } from "../nn/sequential.ts";
+import * as initializers from "../nn/initializers.ts";
+import * as regularizers from "../nn/regularizers.ts";
+import { adagrad, adam, adamw, rmsprop, sgd } from "../optim/optimizers.ts";
+import {
+  cosineDecay,
+  exponentialDecay,
+  type LearningRate,
+  piecewiseConstantDecay,
+} from "../optim/schedules.ts";
+import {
+  binaryCrossentropy,
+  categoricalCrossentropy,
+  type LossSpec,
+  meanAbsoluteError,
+  meanSquaredError,
+  sparseCategoricalCrossentropy,
+} from "../train/losses.ts";
+import type { CompileOptions } from "../train/trainer.ts";
+import type { OptimizerLike } from "../train/optimizers.ts";
+import { matchWeights, MODEL_FORMAT_VERSION, MODEL_JSON, MODEL_WEIGHTS } from "./model_config.ts";
+import { readSafetensors } from "./safetensors.ts";
+
+type Obj = Record<string, unknown>;
+
+/** Reads typed fields of a JSON document, naming the file and the field path in errors. */
+class Fields {
+  constructor(readonly file: string) {}
+
+  fail(path: string, what: string, cause?: unknown): never {
+    throw new WgradError("value", `model file "${this.file}": ${path}: ${what}`, { cause });
+  }
+
+  obj(v: unknown, path: string): Obj {
+    if (v === null || typeof v !== "object" || Array.isArray(v)) {
+      this.fail(path, `expected an object, got ${show(v)}`);
+    }
+    return v as Obj;
+  }
+
+  has(o: Obj, key: string): boolean {
+    return Object.hasOwn(o, key) && o[key] !== undefined;
+  }
+
+  get(o: Obj, key: string, path: string): unknown {
+    if (!Object.hasOwn(o, key)) this.fail(`${path}.${key}`, "missing");
+    return o[key];
+  }
+
+  str(o: Obj, key: string, path: string): string {
+    const v = this.get(o, key, path);
+    if (typeof v !== "string") this.fail(`${path}.${key}`, `expected a string, got ${show(v)}`);
+    return v as string;
+  }
+
+  num(o: Obj, key: string, path: string): number {
+    const v = this.get(o, key, path);
+    if (typeof v !== "number" || !Number.isFinite(v)) {
+      this.fail(`${path}.${key}`, `expected a number, got ${show(v)}`);
+    }
+    return v as number;
+  }
+
+  bool(o: Obj, key: string, path: string): boolean {
+    const v = this.get(o, key, path);
+    if (typeof v !== "boolean") {
+      this.fail(`${path}.${key}`, `expected true or false, got ${show(v)}`);
+    }
+    return v as boolean;
+  }
+
+  ints(o: Obj, key: string, path: string): number[] {
+    const v = this.get(o, key, path);
+    if (!Array.isArray(v) || v.some((d) => !Number.isInteger(d))) {
+      this.fail(`${path}.${key}`, `expected an array of integers, got ${show(v)}`);
+    }
+    return [...(v as number[])];
+  }
+
+  /** Optional fields, checked only when present. */
+  optNum(o: Obj, key: string, path: string): number | undefined {
+    return this.has(o, key) && o[key] !== null ? this.num(o, key, path) : undefined;
+  }
+
+  optBool(o: Obj, key: string, path: string): boolean | undefined {
+    return this.has(o, key) && o[key] !== null ? this.bool(o, key, path) : undefined;
+  }
+
+  /** Runs a constructor, turning its error into one that names the field. */
+  build<T>(path: string, make: () => T): T {
+    try {
+      return make();
+    } catch (e) {
+      if (e instanceof WgradError && e.message.startsWith(`model file "${this.file}"`)) throw e;
+      return this.fail(path, e instanceof Error ? e.message : String(e), e);
+    }
+  }
+}
+
+function show(v: unknown): string {
+  const s = JSON.stringify(v) ?? String(v);
+  return s.length > 60 ? s.slice(0, 57) + "..." : s;
+}
+
+const INITIALIZERS: Record<string, (c: Obj, f: Fields, path: string) => initializers.Initializer> =
+  {
+    GlorotUniform: () => initializers.glorotUniform(),
+    GlorotNormal: () => initializers.glorotNormal(),
+    HeNormal: () => initializers.heNormal(),
+    HeUniform: () => initializers.heUniform(),
+    LecunNormal: () => initializers.lecunNormal(),
+    Zeros: () => initializers.zeros(),
+    Ones: () => initializers.ones(),
+    Constant: (c, f, p) => initializers.constant(f.num(c, "value", p)),
+    RandomNormal: (c, f, p) =>
+      initializers.randomNormal({ mean: f.optNum(c, "mean", p), stddev: f.optNum(c, "stddev", p) }),
+    RandomUniform: (c, f, p) =>
+      initializers.randomUniform({
+        minval: f.optNum(c, "minval", p),
+        maxval: f.optNum(c, "maxval", p),
+      }),
+    TruncatedNormal: (c, f, p) =>
+      initializers.truncatedNormalInit({
+        mean: f.optNum(c, "mean", p),
+        stddev: f.optNum(c, "stddev", p),
+      }),
+  };
+
+function initializer(v: unknown, f: Fields, path: string): initializers.Initializer {
+  if (typeof v === "string") return f.build(path, () => initializers.resolveInitializer(v, path));
+  const o = f.obj(v, path);
+  const name = f.str(o, "class_name", path);
+  const make = INITIALIZERS[name];
+  if (!make) {
+    f.fail(
+      `${path}.class_name`,
+      `unknown initializer "${name}"; known: ${Object.keys(INITIALIZERS).join(", ")}`,
+    );
+  }
+  const config = f.has(o, "config") ? f.obj(o.config, `${path}.config`) : {};
+  return f.build(path, () => make(config, f, `${path}.config`));
+}
+
+function regularizer(v: unknown, f: Fields, path: string): regularizers.Regularizer | undefined {
+  if (v === null || v === undefined) return undefined;
+  const o = f.obj(v, path);
+  const name = f.str(o, "class_name", path);
+  const c = f.obj(f.get(o, "config", path), `${path}.config`);
+  const l1 = f.optNum(c, "l1", `${path}.config`) ?? 0;
+  const l2 = f.optNum(c, "l2", `${path}.config`) ?? 0;
+  switch (name) {
+    case "L1":
+      return f.build(path, () => regularizers.l1(l1));
+    case "L2":
+      return f.build(path, () => regularizers.l2(l2));
+    case "L1L2":
+      return f.build(path, () => regularizers.l1l2({ l1, l2 }));
+    default:
+      return f.fail(`${path}.class_name`, `unknown regularizer "${name}"; known: L1, L2, L1L2`);
+  }
+}
+
+const LAYERS: Record<string, (c: Obj, name: string, f: Fields, path: string) => Layer> = {
+  Dense: (c, name, f, p) => {
+    const units = f.num(c, "units", p);
+    const activation = f.has(c, "activation") && c.activation !== null
+      ? f.str(c, "activation", p)
+      : undefined;
+    return f.build(p, () =>
+      new Dense(units, {
+        name,
+        activation,
+        alpha: f.optNum(c, "alpha", p),
+        useBias: f.optBool(c, "use_bias", p),
+        kernelInitializer: f.has(c, "kernel_initializer")
+          ? initializer(c.kernel_initializer, f, `${p}.kernel_initializer`)
+          : undefined,
+        biasInitializer: f.has(c, "bias_initializer")
+          ? initializer(c.bias_initializer, f, `${p}.bias_initializer`)
+          : undefined,
+        kernelRegularizer: regularizer(c.kernel_regularizer, f, `${p}.kernel_regularizer`),
+        biasRegularizer: regularizer(c.bias_regularizer, f, `${p}.bias_regularizer`),
+      }));
+  },
+  Flatten: (_c, name) => new Flatten(name),
+  Reshape: (c, name, f, p) => {
+    const target = f.ints(c, "target_shape", p);
+    return f.build(p, () => new Reshape(target, { name }));
+  },
+  Activation: (c, name, f, p) => {
+    const activation = f.str(c, "activation", p);
+    return f.build(p, () => new Activation(activation, { name, alpha: f.optNum(c, "alpha", p) }));
+  },
+  Dropout: (c, name, f, p) => {
+    const rate = f.num(c, "rate", p);
+    return f.build(p, () => new Dropout(rate, { name }));
+  },
+};
+
+function learningRate(v: unknown, f: Fields, path: string): LearningRate {
+  if (typeof v === "number") return v;
+  const o = f.obj(v, path);
+  const kind = f.str(o, "class_name", path);
+  const c = f.obj(f.get(o, "config", path), `${path}.config`);
+  const clean = Object.fromEntries(Object.entries(c).filter(([, x]) => x !== null)) as never;
+  switch (kind) {
+    case "ExponentialDecay":
+      return f.build(path, () => exponentialDecay(clean));
+    case "PiecewiseConstantDecay":
+      return f.build(path, () => piecewiseConstantDecay(clean));
+    case "CosineDecay":
+      return f.build(path, () => cosineDecay(clean));
+    default:
+      return f.fail(
+        `${path}.class_name`,
+        `unknown learning-rate schedule "${kind}"; known: ExponentialDecay, ` +
+          "PiecewiseConstantDecay, CosineDecay",
+      );
+  }
+}
+
+function optimizer(v: unknown, f: Fields, path: string): OptimizerLike | string {
+  const o = f.obj(v, path);
+  const kind = f.str(o, "class_name", path);
+  const c = f.obj(f.get(o, "config", path), `${path}.config`);
+  const p = `${path}.config`;
+  if (!["SGD", "Adam", "AdamW", "RMSprop", "Adagrad"].includes(kind)) {
+    if (Object.keys(c).length === 0) return kind; // a Keras name given to compile; resolved there
+    f.fail(
+      `${path}.class_name`,
+      `unknown optimizer "${kind}"; known: SGD, Adam, AdamW, RMSprop, Adagrad`,
+    );
+  }
+  const exclude = f.has(c, "exclude_from_weight_decay")
+    ? f.get(c, "exclude_from_weight_decay", p)
+    : undefined;
+  if (
+    exclude !== undefined && (!Array.isArray(exclude) || exclude.some((x) => typeof x !== "string"))
+  ) {
+    f.fail(`${p}.exclude_from_weight_decay`, `expected an array of strings, got ${show(exclude)}`);
+  }
+  const base = {
+    name: f.has(c, "name") ? f.str(c, "name", p) : undefined,
+    learningRate: f.has(c, "learning_rate")
+      ? learningRate(c.learning_rate, f, `${p}.learning_rate`)
+      : undefined,
+    weightDecay: f.optNum(c, "weight_decay", p),
+    clipnorm: f.optNum(c, "clipnorm", p),
+    globalClipnorm: f.optNum(c, "global_clipnorm", p),
+    clipvalue: f.optNum(c, "clipvalue", p),
+    excludeFromWeightDecay: exclude as string[] | undefined,
+  };
+  return f.build(path, () => {
+    switch (kind) {
+      case "SGD":
+        return sgd({
+          ...base,
+          momentum: f.optNum(c, "momentum", p),
+          nesterov: f.optBool(c, "nesterov", p),
+        });
+      case "Adam":
+      case "AdamW": {
+        const opts = {
+          ...base,
+          beta1: f.optNum(c, "beta_1", p),
+          beta2: f.optNum(c, "beta_2", p),
+          epsilon: f.optNum(c, "epsilon", p),
+          amsgrad: f.optBool(c, "amsgrad", p),
+        };
+        return kind === "Adam" ? adam(opts) : adamw(opts);
+      }
+      case "RMSprop":
+        return rmsprop({
+          ...base,
+          rho: f.optNum(c, "rho", p),
+          momentum: f.optNum(c, "momentum", p),
+          epsilon: f.optNum(c, "epsilon", p),
+          centered: f.optBool(c, "centered", p),
+        });
+      default:
+        return adagrad({
+          ...base,
+          initialAccumulatorValue: f.optNum(c, "initial_accumulator_value", p),
+          epsilon: f.optNum(c, "epsilon", p),
+        });
+    }
+  });
+}
+
+const LOSSES: Record<string, (o: { fromLogits?: boolean; labelSmoothing?: number }) => LossSpec> = {
+  sparse_categorical_crossentropy: (o) => sparseCategoricalCrossentropy(o),
+  categorical_crossentropy: (o) => categoricalCrossentropy(o),
+  binary_crossentropy: (o) => binaryCrossentropy(o),
+  mean_squared_error: () => meanSquaredError(),
+  mean_absolute_error: () => meanAbsoluteError(),
+};
+
+function loss(v: unknown, f: Fields, path: string): LossSpec | string {
+  const o = f.obj(v, path);
+  const name = f.str(o, "class_name", path);
+  const c = f.has(o, "config") ? f.obj(o.config, `${path}.config`) : {};
+  const make = LOSSES[name];
+  if (!make) {
+    if (Object.keys(c).length === 0) return name; // a name given to compile; resolved there
+    f.fail(
+      `${path}.class_name`,
+      `unknown loss "${name}"; known: ${Object.keys(LOSSES).join(", ")}`,
+    );
+  }
+  for (const k of Object.keys(c)) {
+    if (k !== "from_logits" && k !== "label_smoothing") {
+      f.fail(`${path}.config.${k}`, "unknown loss option");
+    }
+  }
+  const options: { fromLogits?: boolean; labelSmoothing?: number } = {};
+  const fromLogits = f.optBool(c, "from_logits", `${path}.config`);
+  const labelSmoothing = f.optNum(c, "label_smoothing", `${path}.config`);
+  if (fromLogits !== undefined) options.fromLogits = fromLogits;
+  if (labelSmoothing !== undefined) options.labelSmoothing = labelSmoothing;
+  return make(options);
+}
+
+function compileOptions(v: unknown, f: Fields): CompileOptions {
+  const o = f.obj(v, "compile");
+  const metrics = f.has(o, "metrics") ? f.get(o, "metrics", "compile") : [];
+  if (!Array.isArray(metrics) || metrics.some((m) => typeof m !== "string")) {
+    f.fail("compile.metrics", `expected an array of strings, got ${show(metrics)}`);
+  }
+  return {
+    optimizer: optimizer(f.get(o, "optimizer", "compile"), f, "compile.optimizer"),
+    loss: loss(f.get(o, "loss", "compile"), f, "compile.loss"),
+    metrics: metrics as string[],
+  };
+}
+
+/**
+ * Rebuilds a model saved with `model.save(dir)`: reads `dir/model.json`, makes every layer from
+ * its configuration, builds the model for the saved input shape with the saved name and seed,
+ * loads `dir/model.safetensors` (checking every name, dtype and shape), and compiles it when
+ * compile settings were saved. The result predicts exactly as the saved model did.
+ */
+export async function loadModel(dir: string): Promise<Sequential> {
+  const base = dir.endsWith("/") ? dir : `${dir}/`;
+  const file = `${base}${MODEL_JSON}`;
+  let text: string;
+  try {
+    text = await Deno.readTextFile(file);
+  } catch (e) {
+    const why = e instanceof Deno.errors.NotFound
+      ? "no such file (was the model saved with model.save(dir)?)"
+      : e instanceof Deno.errors.NotCapable
+      ? "read access not granted (run with --allow-read for it)"
+      : (e as Error).message;
+    throw new WgradError("value", `model file "${file}": cannot read it: ${why}`, { cause: e });
+  }
+  const f = new Fields(file);
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (e) {
+    throw new WgradError("value", `model file "${file}": not valid JSON: ${(e as Error).message}`, {
+      cause: e,
+    });
+  }
+  const root = f.obj(json, "(top level)");
+  if (f.get(root, "format", "(top level)") !== "wgrad") {
+    f.fail("format", `expected "wgrad", got ${show(root.format)}`);
+  }
+  const version = f.str(root, "format_version", "(top level)");
+  if (version !== MODEL_FORMAT_VERSION) {
+    f.fail("format_version", `version ${version} is not supported (this wgrad reads "1")`);
+  }
+  if (root.class_name !== "Sequential") {
+    f.fail("class_name", `only "Sequential" models can be loaded, got ${show(root.class_name)}`);
+  }
+  const config = f.obj(f.get(root, "config", "(top level)"), "config");
+  const name = f.str(config, "name", "config");
+  const seed = f.num(config, "seed", "config");
+  const inputRaw = f.get(config, "input_shape", "config");
+  const inputShape = inputRaw === null ? null : f.ints(config, "input_shape", "config");
+  const layersRaw = f.get(config, "layers", "config");
+  if (!Array.isArray(layersRaw) || layersRaw.length === 0) {
+    f.fail("config.layers", `expected a non-empty array of layers, got ${show(layersRaw)}`);
+  }
+  const layers = (layersRaw as unknown[]).map((v, i) => {
+    const path = `config.layers[${i}]`;
+    const o = f.obj(v, path);
+    const cls = f.str(o, "class_name", path);
+    const lname = f.str(o, "name", path);
+    const make = LAYERS[cls];
+    if (!make) {
+      f.fail(
+        `${path}.class_name`,
+        `unknown layer class "${cls}"; known: ${Object.keys(LAYERS).join(", ")}`,
+      );
+    }
+    const c = f.obj(f.get(o, "config", path), `${path}.config`);
+    return make(c, lname, f, `${path}.config`);
+  });
+  const weightsName = f.has(root, "weights")
+    ? f.str(root, "weights", "(top level)")
+    : MODEL_WEIGHTS;
+  if (weightsName.includes("/") || weightsName.includes("\\") || weightsName.startsWith(".")) {
+    f.fail("weights", `must be a file name inside the model's directory, got ${show(weightsName)}`);
+  }
+  const compile = root.compile === null || root.compile === undefined
+    ? null
+    : compileOptions(root.compile, f);
+  const model = f.build(
+    "config",
+    () => new Sequential(layers, { name, seed, ...(inputShape ? { inputShape } : {}) }),
+  );
+  try {
+    if (inputShape) {
+      const wfile = `${base}${weightsName}`;
+      const entries = model.weightEntries;
+      const values = matchWeights(entries, await readSafetensors(wfile), `weights file "${wfile}"`);
+      model.setWeights(values);
+    }
+    if (compile) f.build("compile", () => model.compile(compile));
+  } catch (e) {
+    model.dispose();
+    throw e;
+  }
+  return model;
+}

@@ -1,0 +1,260 @@
+/**
+ * What `model.save(dir)` writes: `model.json` (the architecture, as Keras-style
+ * `{ class_name, config }` records, and the compile settings where they can be serialised) and
+ * `model.safetensors` (the weights, named `layer/weight`), each replaced atomically; and the
+ * check that a weights file matches a model, used by `loadWeights` and `loadModel`.
+ * @module
+ */
+import { fmtShape, WgradError } from "../errors.ts";
+import { Adagrad, Adam, AdamW, RMSprop, SGD } from "../optim/optimizers.ts";
+import type { Layer } from "../nn/layers.ts";
+import type { Tensor } from "../tensor.ts";
+import type { CompileOptions } from "../train/trainer.ts";
+import type { LossSpec } from "../train/losses.ts";
+import type { SafetensorsFile } from "./safetensors.ts";
+
+/** The `__metadata__` of weights files written by wgrad. */
+export const WEIGHTS_METADATA: Readonly<Record<string, string>> = Object.freeze({
+  format: "wgrad",
+  version: "1",
+});
+
+/** The file names inside a saved model's directory. */
+export const MODEL_JSON = "model.json";
+/** The weights file inside a saved model's directory. */
+export const MODEL_WEIGHTS = "model.safetensors";
+/** The value of `format_version` in model.json. */
+export const MODEL_FORMAT_VERSION = "1";
+
+/** A `{ class_name, config }` record, as Keras serialises objects. */
+export interface ClassRecord {
+  /** The class (or registered) name. */
+  class_name: string;
+  /** Its options. */
+  config: Record<string, unknown>;
+}
+
+/** A layer in model.json. */
+export interface LayerRecord extends ClassRecord {
+  /** The layer's name in the model. */
+  name: string;
+}
+
+/** The compile settings in model.json. */
+export interface CompileRecord {
+  /** The optimizer: a class such as `"Adam"` with its options, or a Keras name with `{}`. */
+  optimizer: ClassRecord;
+  /** The loss: its Keras name (`"sparse_categorical_crossentropy"`) and options. */
+  loss: ClassRecord;
+  /** Metric names. */
+  metrics: string[];
+}
+
+/** The contents of model.json. */
+export interface ModelRecord {
+  /** Always `"wgrad"`. */
+  format: "wgrad";
+  /** {@linkcode MODEL_FORMAT_VERSION}. */
+  format_version: string;
+  /** Always `"Sequential"` for now. */
+  class_name: "Sequential";
+  /** The model. */
+  config: {
+    name: string;
+    seed: number;
+    input_shape: number[] | null;
+    layers: LayerRecord[];
+  };
+  /** The compile settings, or null when not compiled (or not serialisable, see `compile_note`). */
+  compile: CompileRecord | null;
+  /** Why the compile settings were left out, when the model was compiled but they were. */
+  compile_note?: string;
+  /** The weights file, relative to the directory. */
+  weights: string;
+}
+
+/** What the serialiser needs of a model. */
+export interface ModelLike {
+  /** The model's name. */
+  readonly name: string;
+  /** The seed of its initial weights. */
+  readonly seed: number;
+  /** Its layers, in order. */
+  readonly layers: readonly Layer[];
+  /** Whether it is built (its input shape known). */
+  readonly built: boolean;
+  /** The shape of one input sample (read only when built). */
+  readonly inputShape: readonly number[];
+}
+
+/** Serialises an optimizer, or explains why it cannot be. */
+export function optimizerRecord(o: unknown): ClassRecord | string {
+  if (typeof o === "string") return { class_name: o, config: {} };
+  const known = o instanceof AdamW
+    ? "AdamW"
+    : o instanceof Adam
+    ? "Adam"
+    : o instanceof SGD
+    ? "SGD"
+    : o instanceof RMSprop
+    ? "RMSprop"
+    : o instanceof Adagrad
+    ? "Adagrad"
+    : null;
+  if (!known) {
+    return `the optimizer (${
+      (o as object)?.constructor?.name ?? String(o)
+    }) is not one of optim.sgd/adam/adamw/rmsprop/adagrad`;
+  }
+  const opt = o as SGD | Adam | RMSprop | Adagrad;
+  const config: Record<string, unknown> = { name: opt.name };
+  const schedule = opt.schedule;
+  config.learning_rate = schedule
+    ? { class_name: schedule.kind, config: schedule.getConfig() }
+    : opt.learningRate;
+  if (opt.weightDecay !== null) config.weight_decay = opt.weightDecay;
+  if (opt.clipnorm !== null) config.clipnorm = opt.clipnorm;
+  if (opt.globalClipnorm !== null) config.global_clipnorm = opt.globalClipnorm;
+  if (opt.clipvalue !== null) config.clipvalue = opt.clipvalue;
+  if (opt.excludeFromWeightDecay.length) {
+    if (opt.excludeFromWeightDecay.some((r) => r.flags !== "")) {
+      return "exclude_from_weight_decay holds a RegExp with flags";
+    }
+    config.exclude_from_weight_decay = opt.excludeFromWeightDecay.map((r) => r.source);
+  }
+  if (opt instanceof SGD) {
+    config.momentum = opt.momentum;
+    config.nesterov = opt.nesterov;
+  } else if (opt instanceof Adam) {
+    config.beta_1 = opt.beta1;
+    config.beta_2 = opt.beta2;
+    config.epsilon = opt.epsilon;
+    config.amsgrad = opt.amsgrad;
+  } else if (opt instanceof RMSprop) {
+    config.rho = opt.rho;
+    config.momentum = opt.momentum;
+    config.epsilon = opt.epsilon;
+    config.centered = opt.centered;
+  } else {
+    config.initial_accumulator_value = opt.initialAccumulatorValue;
+    config.epsilon = opt.epsilon;
+  }
+  return { class_name: known, config };
+}
+
+const LOSS_KEYS: Record<string, string> = {
+  fromLogits: "from_logits",
+  labelSmoothing: "label_smoothing",
+};
+
+/** Serialises a loss, or explains why it cannot be. */
+export function lossRecord(l: unknown): ClassRecord | string {
+  if (typeof l === "string") return { class_name: l, config: {} };
+  const spec = l as LossSpec;
+  if (!spec || typeof spec.name !== "string") return "the loss has no name";
+  const config: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(spec.config ?? {})) {
+    if (v === undefined) continue;
+    const key = LOSS_KEYS[k];
+    if (!key) return `the loss option "${k}" is not serialisable`;
+    config[key] = v;
+  }
+  return { class_name: spec.name, config };
+}
+
+/** The model.json record of a model (compile settings from `compile`, if it was compiled). */
+export function modelRecord(model: ModelLike, compile: CompileOptions | null): ModelRecord {
+  const layers = model.layers.map((l) => ({
+    class_name: l.className,
+    name: l.name,
+    config: l.getConfig(),
+  }));
+  const rec: ModelRecord = {
+    format: "wgrad",
+    format_version: MODEL_FORMAT_VERSION,
+    class_name: "Sequential",
+    config: {
+      name: model.name,
+      seed: model.seed,
+      input_shape: model.built ? [...model.inputShape] : null,
+      layers,
+    },
+    compile: null,
+    weights: MODEL_WEIGHTS,
+  };
+  if (compile) {
+    const optimizer = optimizerRecord(compile.optimizer);
+    const loss = lossRecord(compile.loss);
+    if (typeof optimizer === "string" || typeof loss === "string") {
+      rec.compile_note = `compile settings not saved: ${
+        typeof optimizer === "string" ? optimizer : loss
+      }`;
+    } else {
+      rec.compile = { optimizer, loss, metrics: [...(compile.metrics ?? [])].map(String) };
+    }
+  }
+  return rec;
+}
+
+/** A weight of a model as the matcher sees it. */
+export interface WeightEntryLike {
+  /** The weight's name, `layer/weight`. */
+  name: string;
+  /** Its tensor (for the expected shape). */
+  tensor: Tensor<"f32">;
+}
+
+const FLOAT_DTYPES = new Set(["F32", "F16", "BF16", "F64"]);
+
+/**
+ * Checks that a weights file holds exactly the model's weights, by name, with float dtypes and
+ * the same shapes, and returns their values (converted to float32) in the model's order. Throws
+ * one error listing every missing, unexpected and mismatched weight; `where` prefixes it.
+ */
+export function matchWeights(
+  entries: readonly WeightEntryLike[],
+  file: SafetensorsFile,
+  where: string,
+): Float32Array[] {
+  const problems: string[] = [];
+  const expected = new Set(entries.map((e) => e.name));
+  for (const e of entries) {
+    const t = file.tensors.get(e.name);
+    if (!t) {
+      problems.push(`missing: ${e.name} (expected ${fmtShape(e.tensor.shape)} F32)`);
+      continue;
+    }
+    const shapeOk = fmtShape(t.shape) === fmtShape(e.tensor.shape);
+    const dtypeOk = FLOAT_DTYPES.has(t.dtype);
+    if (!shapeOk || !dtypeOk) {
+      problems.push(
+        `mismatch: ${e.name}: expected ${fmtShape(e.tensor.shape)} F32, found ${
+          fmtShape(t.shape)
+        } ${t.dtype}${dtypeOk ? "" : " (not a float dtype)"}`,
+      );
+    }
+  }
+  for (const [name, t] of file.tensors) {
+    if (!expected.has(name)) {
+      problems.push(
+        `unexpected: ${name} (${fmtShape(t.shape)} ${t.dtype}, not a weight of the model)`,
+      );
+    }
+  }
+  if (problems.length) {
+    throw new WgradError(
+      "value",
+      `${where}: the file does not match the model's weights (${problems.length} ` +
+        `problem${problems.length > 1 ? "s" : ""}):\n  ${problems.join("\n  ")}`,
+    );
+  }
+  return entries.map((e) => file.tensors.get(e.name)!.toFloat32());
+}
+
+/** The safetensors input for a model's weights. */
+export function weightsInput(
+  entries: readonly WeightEntryLike[],
+  values: readonly Float32Array[],
+): [string, { data: Float32Array; shape: readonly number[] }][] {
+  return entries.map((e, i) => [e.name, { data: values[i], shape: e.tensor.shape }]);
+}
