@@ -52,6 +52,7 @@ export class Tensor<D extends DType = DType> {
   name?: string;
   #storage: Storage | null = null;
   #disposed = false;
+  #lazy: (() => void) | null = null;
 
   /** @internal Use {@linkcode tensor}, {@linkcode zeros} and the ops to make tensors. */
   constructor(shape: readonly number[], dtype: D) {
@@ -78,10 +79,25 @@ export class Tensor<D extends DType = DType> {
 
   /** @internal The GPU region; set when the op that makes the tensor has been recorded. */
   get storage(): Storage {
+    if (this.#storage === null && this.#lazy && !this.#disposed) {
+      // Made on first use: the work is recorded now, just before the kernel that reads it.
+      const make = this.#lazy;
+      this.#lazy = null;
+      make();
+    }
     if (this.#storage === null) {
       throw new WgradError("disposed", `${this.describe()} has no GPU memory (disposed or failed)`);
     }
     return this.#storage;
+  }
+
+  /**
+   * @internal Defers the making of the tensor's contents until a kernel first binds it: `make`
+   * runs inside that kernel's recording (on the runtime's queue) and must call `setStorage`. A
+   * tensor no kernel reads costs nothing (the all-ones seed of a gradient whose rule ignores it).
+   */
+  setLazy(make: () => void): void {
+    this.#lazy = make;
   }
 
   /** @internal Called by the op that makes the tensor, once its GPU region exists. */

@@ -1238,6 +1238,7 @@ Deno.test("train: a dense model's compiled step writes its gradients in place (n
   const cmds = labels[0];
   const copies = cmds.filter((c) => !c.startsWith("dispatch"));
   if (copies.length) throw new Error(`copies or clears in the train step:\n${copies.join("\n")}`);
-  // gather x, gather y, 2 forward, loss, seed, dX, dW(+db) ×2, relu gradient, optimizer.
-  if (cmds.length > 11) throw new Error(`${cmds.length} dispatches:\n${cmds.join("\n")}`);
+  // gather x, gather y, 2 forward, loss, dX, dW(+db) ×2, relu gradient, optimizer (the ones
+  // seed is never filled: the fused loss gradient does not read it).
+  if (cmds.length > 10) throw new Error(`${cmds.length} dispatches:\n${cmds.join("\n")}`);
 });

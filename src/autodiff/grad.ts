@@ -5,10 +5,12 @@
 import { WgradError } from "../errors.ts";
 import { ready } from "../gpu/runtime.ts";
 import { add } from "../ops/binary.ts";
-import { fill, nextTensorId, scope, type Tensor, zeros } from "../tensor.ts";
+import { lazyFill } from "../ops/fill.ts";
+import { nextTensorId, scope, type Tensor, zeros } from "../tensor.ts";
 import { backward, releaseTape, Tape, withTape } from "./tape.ts";
 
-const ones = (shape: readonly number[]) => fill(shape, 1, "f32");
+// The seed is filled only if a gradient rule reads it (a fused loss gradient does not).
+const ones = (shape: readonly number[]) => lazyFill(shape, 1);
 const zerosF = (shape: readonly number[]) => zeros(shape, "f32");
 const addF = (a: Tensor<"f32">, b: Tensor<"f32">) => add(a, b);
 
