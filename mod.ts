@@ -95,6 +95,7 @@ export * as losses from "./src/train/losses.ts";
 export * as metrics from "./src/ops/metrics.ts";
 export * as nn from "./src/nn/mod.ts";
 export * as plot from "./src/plot/chart.ts";
+export * as io from "./src/io/mod.ts";
 export * as callbacks from "./src/train/callbacks.ts";
 export { type Callback, History, type TrainingControl } from "./src/train/callbacks.ts";
 export type { LossLike, LossSpec, MetricSpec } from "./src/train/losses.ts";
