@@ -19,8 +19,19 @@
 // llvmpipe it only adds copies. Edges are handled by clamping loads to valid addresses and guarding
 // stores; inner channels past ci are masked to zero in A (C_TAIL).
 //
-// The WGSL prefix defines:
-//   const ROWS: u32, const C4: u32          the block (ROWS a multiple of 4, C4 in 1..4)
+// The block is straight-line code generated for each (ROWS, C4) by src/ops/conv.ts (loops over
+// arrays of accumulators were not kept in registers by llvmpipe and ran 3–10× slower). The WGSL
+// prefix defines:
+//   const ROWS: u32, const C4: u32          the block (ROWS rows × C4 groups of 4 columns)
+//   struct Acc, Pix, Offs, ARows, BTile      the accumulators (ROWS·C4 vec4), each row's (n, u, v),
+//                                            its source offset at one tap, its 4 values of A, and
+//                                            the 4 × 4·C4 tile of B
+//   fn pixels_of(row0: u32) -> Pix           decode() of each row of the block
+//   fn offsets_of(q: Pix, ky: u32, kx: u32) -> Offs   source_pixel() of each row
+//   fn load_rows(o: Offs, c: u32) -> ARows   load_row() of each row
+//   fn load_b(t: u32, c: u32, col0: u32) -> BTile     b_group() of each column group
+//   fn mac(acc: Acc, a: ARows, b: BTile) -> Acc       acc[r, j] += a[r] · B[:, j] (ROWS·C4·16 fma)
+//   fn acc_array(acc: Acc) -> array<vec4<f32>, ROWS * C4>
 //   const VEC_A: bool                        A loads are 4-aligned (ci % 4 == 0)
 //   const VEC_B: bool                        B loads are 4-aligned (co % 4 == 0 in MODE 0,
 //                                            ci % 4 == 0 in MODE 1)
@@ -127,6 +138,68 @@ fn source_pixel(n: u32, u: u32, v: u32, ky: u32, kx: u32) -> i32 {
   return i32(((n * p.src_h + u32(sy)) * p.src_w + u32(sx)) * p.ci);
 }
 
+// Row m's (n, u, v), for m clamped to the last row (rows past M are computed, never stored).
+fn decode(m: u32) -> vec3<u32> {
+  let plane = p.out_h * p.out_w;
+  let mm = min(m, p.m - 1u);
+  let rem = mm % plane;
+  return vec3(mm / plane, rem / p.out_w, rem % p.out_w);
+}
+
+// 4 inner channels c..c+3 of the source pixel at offset `o` (zeros when o < 0 or past ci).
+fn load_row(o: i32, c: u32) -> vec4<f32> {
+  let base = u32(max(o, 0));
+  var v = ld_a(base + c, base + p.ci - 1u);
+  if (C_TAIL) {
+    v = select(vec4(0.0), v, vec4(c, c + 1u, c + 2u, c + 3u) < vec4(p.ci));
+  }
+  return select(vec4(0.0), v, o >= 0);
+}
+
+// 4 steps (inner channels c..c+3 at tap t) × 4 output channels o0..o0+3 of B: k_i is step i.
+struct Quad {
+  k0: vec4<f32>,
+  k1: vec4<f32>,
+  k2: vec4<f32>,
+  k3: vec4<f32>,
+}
+
+fn b_group(t: u32, c: u32, o0: u32) -> Quad {
+  let ci = p.ci;
+  let co = p.co;
+  if (MODE == 0u) {
+    // Rows (t, c..c+3) of w [taps, ci, co], 4 consecutive output channels each.
+    let q = select(min(o0, co - 1u), min(o0, co - 4u), VEC_B);
+    let k0 = t * ci + c;
+    let e = t * ci + ci - 1u;
+    let s0 = k0 * co;
+    let s1 = min(k0 + 1u, e) * co;
+    let s2 = min(k0 + 2u, e) * co;
+    let s3 = min(k0 + 3u, e) * co;
+    return Quad(
+      ld_b(s0 + q, s0 + co - 1u),
+      ld_b(s1 + q, s1 + co - 1u),
+      ld_b(s2 + q, s2 + co - 1u),
+      ld_b(s3 + q, s3 + co - 1u),
+    );
+  }
+  // w [taps, co, ci] read transposed: 4 consecutive inner channels of each output channel.
+  let s0 = (t * co + min(o0, co - 1u)) * ci;
+  let s1 = (t * co + min(o0 + 1u, co - 1u)) * ci;
+  let s2 = (t * co + min(o0 + 2u, co - 1u)) * ci;
+  let s3 = (t * co + min(o0 + 3u, co - 1u)) * ci;
+  let q0 = ld_b(s0 + c, s0 + ci - 1u);
+  let q1 = ld_b(s1 + c, s1 + ci - 1u);
+  let q2 = ld_b(s2 + c, s2 + ci - 1u);
+  let q3 = ld_b(s3 + c, s3 + ci - 1u);
+  return Quad(
+    vec4(q0.x, q1.x, q2.x, q3.x),
+    vec4(q0.y, q1.y, q2.y, q3.y),
+    vec4(q0.z, q1.z, q2.z, q3.z),
+    vec4(q0.w, q1.w, q2.w, q3.w),
+  );
+}
+
 @compute @workgroup_size(8)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   let idx = gid.x + gid.y * p.stride;
@@ -135,92 +208,21 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   }
   let row0 = (idx / p.col_blocks) * ROWS;
   let col0 = (idx % p.col_blocks) * (4u * C4);
-  let ci = p.ci;
-  let co = p.co;
-
-  // Each row's (n, u, v); rows past M repeat the last row (their results are not stored).
-  var rn: array<u32, ROWS>;
-  var ru: array<u32, ROWS>;
-  var rv: array<u32, ROWS>;
-  let plane = p.out_h * p.out_w;
-  for (var r = 0u; r < ROWS; r++) {
-    let m = min(row0 + r, p.m - 1u);
-    rn[r] = m / plane;
-    let rem = m % plane;
-    ru[r] = rem / p.out_w;
-    rv[r] = rem % p.out_w;
-  }
-  // The output channels this block reads from B (clamped to valid columns).
-  var cols: array<u32, C4 * 4u>;
-  for (var j = 0u; j < C4 * 4u; j++) {
-    cols[j] = min(col0 + j, co - 1u);
-  }
-
-  var acc: array<vec4<f32>, ROWS * C4>;
-  var off: array<i32, ROWS>;
+  let pix = pixels_of(row0);
+  var acc: Acc;
   for (var ky = 0u; ky < p.kh; ky++) {
     for (var kx = 0u; kx < p.kw; kx++) {
       let t = ky * p.kw + kx;
-      for (var r = 0u; r < ROWS; r++) {
-        off[r] = source_pixel(rn[r], ru[r], rv[r], ky, kx);
-      }
-      for (var c = 0u; c < ci; c += 4u) {
-        // A: 4 inner channels of each row's source pixel (zeros in the padding).
-        var a: array<vec4<f32>, ROWS>;
-        let live = vec4(c, c + 1u, c + 2u, c + 3u) < vec4(ci);
-        for (var r = 0u; r < ROWS; r++) {
-          let o = off[r];
-          let base = u32(max(o, 0));
-          var v = ld_a(base + c, base + ci - 1u);
-          if (C_TAIL) {
-            v = select(vec4(0.0), v, live);
-          }
-          a[r] = select(vec4(0.0), v, o >= 0);
-        }
-        // B and the multiply-adds, column group by column group.
-        for (var j = 0u; j < C4; j++) {
-          var b0: vec4<f32>;
-          var b1: vec4<f32>;
-          var b2: vec4<f32>;
-          var b3: vec4<f32>;
-          if (MODE == 0u) {
-            // Rows (t, c..c+3) of w [taps, ci, co], 4 consecutive output channels each.
-            let q = select(cols[4u * j], min(col0 + 4u * j, co - 4u), VEC_B);
-            let k0 = t * ci + c;
-            let s0 = k0 * co;
-            let s1 = min(k0 + 1u, t * ci + ci - 1u) * co;
-            let s2 = min(k0 + 2u, t * ci + ci - 1u) * co;
-            let s3 = min(k0 + 3u, t * ci + ci - 1u) * co;
-            b0 = ld_b(s0 + q, s0 + co - 1u);
-            b1 = ld_b(s1 + q, s1 + co - 1u);
-            b2 = ld_b(s2 + q, s2 + co - 1u);
-            b3 = ld_b(s3 + q, s3 + co - 1u);
-          } else {
-            // w [taps, co, ci] read transposed: 4 consecutive inner channels of each output channel.
-            let s0 = (t * co + cols[4u * j]) * ci;
-            let s1 = (t * co + cols[4u * j + 1u]) * ci;
-            let s2 = (t * co + cols[4u * j + 2u]) * ci;
-            let s3 = (t * co + cols[4u * j + 3u]) * ci;
-            let q0 = ld_b(s0 + c, s0 + ci - 1u);
-            let q1 = ld_b(s1 + c, s1 + ci - 1u);
-            let q2 = ld_b(s2 + c, s2 + ci - 1u);
-            let q3 = ld_b(s3 + c, s3 + ci - 1u);
-            b0 = vec4(q0.x, q1.x, q2.x, q3.x);
-            b1 = vec4(q0.y, q1.y, q2.y, q3.y);
-            b2 = vec4(q0.z, q1.z, q2.z, q3.z);
-            b3 = vec4(q0.w, q1.w, q2.w, q3.w);
-          }
-          for (var r = 0u; r < ROWS; r++) {
-            let x = a[r];
-            let i = r * C4 + j;
-            acc[i] = fma(vec4(x.w), b3, fma(vec4(x.z), b2, fma(vec4(x.y), b1, fma(vec4(x.x), b0, acc[i]))));
-          }
-        }
+      let offs = offsets_of(pix, ky, kx);
+      for (var c = 0u; c < p.ci; c += 4u) {
+        acc = mac(acc, load_rows(offs, c), load_b(t, c, col0));
       }
     }
   }
 
-  // Epilogue: bias, activation, guarded stores.
+  // Epilogue: bias, activation, guarded stores (one copy of the code, looping over the block).
+  let co = p.co;
+  let res = acc_array(acc);
   for (var j = 0u; j < C4; j++) {
     let o = col0 + 4u * j;
     if (o >= co) {
@@ -232,7 +234,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
       if (m >= p.m) {
         break;
       }
-      let z = acc[r * C4 + j] + bv;
+      let z = res[r * C4 + j] + bv;
       let i = m * co + o;
       st_y(i, activate(z), co - o);
       st_z(i, z, co - o);

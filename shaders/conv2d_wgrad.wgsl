@@ -14,8 +14,19 @@
 // consecutive channels of one tap, read with one vec4 load and one bounds check per pixel;
 // otherwise each row is checked and loaded alone.
 //
-// The WGSL prefix defines const ROWS (a multiple of 4), const C4 (1..4), const VEC_X: bool,
-// const VEC_DY: bool (Cout % 4 == 0) and the bindings' access helpers:
+// The block is straight-line code generated for each (ROWS, C4, VEC_X) by src/ops/conv.ts. The
+// WGSL prefix defines const ROWS (a multiple of 4), const C4 (1..4), const VEC_X: bool,
+// const VEC_DY: bool (Cout % 4 == 0), and
+//   struct Acc, Taps, Quads, BRow            accumulators (ROWS·C4 vec4), each row's tap_of(), the
+//                                            block's ROWS values of X at one pixel (a vec4 per 4
+//                                            rows), and C4 vec4 of dy
+//   fn taps_of(row0: u32) -> Taps
+//   fn load_quads(t: Taps, nb: u32, by: i32, bx: i32) -> Quads   x_four() or 4 × x_one() per quad
+//   fn load_brow(drow: u32, col0: u32) -> BRow                   ld_dy() per column group
+//   fn add_brow(a: BRow, b: BRow) -> BRow
+//   fn wmac(acc: Acc, a: Quads, b: BRow) -> Acc                  acc[r, j] += X[r]·dy[j]
+//   fn acc_array(acc: Acc) -> array<vec4<f32>, ROWS * C4>, fn brow_array(b: BRow) -> array<…, C4>
+// and the bindings' access helpers:
 //   fn x_at(i: u32) -> f32, fn x_quad(i: u32) -> vec4<f32>  element i, elements i..i+3 of x
 //                                                           (binding 0; x_quad only when VEC_X)
 //   fn ld_dy(i: u32, last: u32) -> vec4<f32>                elements i..i+3 of dy (binding 1),
@@ -49,6 +60,37 @@ struct Params {
 @group(0) @binding(3) var<uniform> p: Params;
 @group(0) @binding(4) var<storage, read_write> colsum: array<f32>;
 
+// Row `row` of dw (clamped to the last): (ky·dh − pt, kx·dw − pl, channel).
+fn tap_of(row: u32) -> vec3<i32> {
+  let r = min(row, p.rows - 1u);
+  let t = r / p.cin;
+  return vec3(
+    i32((t / p.kw) * p.dh) - i32(p.pt),
+    i32((t % p.kw) * p.dw) - i32(p.pl),
+    i32(r % p.cin),
+  );
+}
+
+// X[row, pixel] for the row whose tap is `tp`, at image n's pixel (by, bx) before the tap offset.
+fn x_one(nb: u32, by: i32, bx: i32, tp: vec3<i32>) -> f32 {
+  let iy = by + tp.x;
+  let ix = bx + tp.y;
+  if (iy < 0 || ix < 0 || iy >= i32(p.h) || ix >= i32(p.w)) {
+    return 0.0;
+  }
+  return x_at((nb + u32(iy) * p.w + u32(ix)) * p.cin + u32(tp.z));
+}
+
+// The same for 4 rows that are 4 consecutive channels of one tap (VEC_X): one check, one load.
+fn x_four(nb: u32, by: i32, bx: i32, tp: vec3<i32>) -> vec4<f32> {
+  let iy = by + tp.x;
+  let ix = bx + tp.y;
+  if (iy < 0 || ix < 0 || iy >= i32(p.h) || ix >= i32(p.w)) {
+    return vec4(0.0);
+  }
+  return x_quad((nb + u32(iy) * p.w + u32(ix)) * p.cin + u32(tp.z));
+}
+
 @compute @workgroup_size(8)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   let idx = gid.x + gid.y * p.stride;
@@ -60,26 +102,10 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   let row0 = (blk / p.col_blocks) * ROWS;
   let col0 = (blk % p.col_blocks) * (4u * C4);
   let cout = p.cout;
-  let cin = p.cin;
+  let taps = taps_of(row0);
 
-  // Per row: the tap's offsets (ky·dh − pt, kx·dw − pl) and the channel.
-  var oy: array<i32, ROWS>;
-  var ox: array<i32, ROWS>;
-  var ch: array<u32, ROWS>;
-  for (var r = 0u; r < ROWS; r++) {
-    let row = min(row0 + r, p.rows - 1u);
-    let t = row / cin;
-    ch[r] = row % cin;
-    oy[r] = i32((t / p.kw) * p.dh) - i32(p.pt);
-    ox[r] = i32((t % p.kw) * p.dw) - i32(p.pl);
-  }
-  var q: array<u32, C4>;
-  for (var j = 0u; j < C4; j++) {
-    q[j] = select(min(col0 + 4u * j, cout - 1u), min(col0 + 4u * j, cout - 4u), VEC_DY);
-  }
-
-  var acc: array<vec4<f32>, ROWS * C4>;
-  var cs: array<vec4<f32>, C4>;
+  var acc: Acc;
+  var cs: BRow;
   let p0 = s * p.chunk;
   let p1 = min(p0 + p.chunk, p.pixels);
   if (p0 < p1) {
@@ -89,40 +115,9 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     var px = p0 % p.wo;
     let hw = p.h * p.w;
     for (var pix = p0; pix < p1; pix++) {
-      var b: array<vec4<f32>, C4>;
-      let drow = pix * cout;
-      for (var j = 0u; j < C4; j++) {
-        b[j] = ld_dy(drow + q[j], drow + cout - 1u);
-        cs[j] += b[j];
-      }
-      let by = i32(py * p.sh);
-      let bx = i32(px * p.sw);
-      let nb = n * hw;
-      for (var r4 = 0u; r4 < ROWS; r4 += 4u) {
-        var a = vec4(0.0);
-        if (VEC_X) {
-          let iy = by + oy[r4];
-          let ix = bx + ox[r4];
-          if (iy >= 0 && ix >= 0 && iy < i32(p.h) && ix < i32(p.w)) {
-            a = x_quad((nb + u32(iy) * p.w + u32(ix)) * cin + ch[r4]);
-          }
-        } else {
-          for (var i = 0u; i < 4u; i++) {
-            let iy = by + oy[r4 + i];
-            let ix = bx + ox[r4 + i];
-            if (iy >= 0 && ix >= 0 && iy < i32(p.h) && ix < i32(p.w)) {
-              a[i] = x_at((nb + u32(iy) * p.w + u32(ix)) * cin + ch[r4 + i]);
-            }
-          }
-        }
-        for (var j = 0u; j < C4; j++) {
-          let bj = b[j];
-          acc[r4 * C4 + j] = fma(vec4(a.x), bj, acc[r4 * C4 + j]);
-          acc[(r4 + 1u) * C4 + j] = fma(vec4(a.y), bj, acc[(r4 + 1u) * C4 + j]);
-          acc[(r4 + 2u) * C4 + j] = fma(vec4(a.z), bj, acc[(r4 + 2u) * C4 + j]);
-          acc[(r4 + 3u) * C4 + j] = fma(vec4(a.w), bj, acc[(r4 + 3u) * C4 + j]);
-        }
-      }
+      let b = load_brow(pix * cout, col0);
+      cs = add_brow(cs, b);
+      acc = wmac(acc, load_quads(taps, n * hw, i32(py * p.sh), i32(px * p.sw)), b);
       px++;
       if (px == p.wo) {
         px = 0u;
@@ -136,6 +131,8 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   }
 
   // Guarded stores of the partial sums.
+  let res = acc_array(acc);
+  let sums = brow_array(cs);
   let size = p.rows * cout;
   for (var j = 0u; j < C4; j++) {
     let o0 = col0 + 4u * j;
@@ -144,17 +141,17 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
       if (o >= cout) {
         break;
       }
-      // A clamped vec4 load (VEC_DY with o0 > cout − 4 cannot happen: cout % 4 == 0) or a
-      // scalar one (lane e is column min(o0 + e, cout − 1)) both hold column o in lane e.
+      // A vec4 load (VEC_DY: cout % 4 == 0, so o0 ≤ cout − 4) or a clamped scalar one (lane e is
+      // column min(o0 + e, cout − 1)) both hold column o in lane e.
       if (row0 == 0u) {
-        colsum[s * cout + o] = cs[j][e];
+        colsum[s * cout + o] = sums[j][e];
       }
       for (var r = 0u; r < ROWS; r++) {
         let row = row0 + r;
         if (row >= p.rows) {
           break;
         }
-        part[s * size + row * cout + o] = acc[r * C4 + j][e];
+        part[s * size + row * cout + o] = res[r * C4 + j][e];
       }
     }
   }

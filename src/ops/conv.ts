@@ -256,6 +256,96 @@ fn ${fn}(i: u32, v: vec4<f32>, count: u32) {
 `;
 }
 
+const range = (n: number): number[] => Array.from({ length: n }, (_, i) => i);
+const fields = (name: string, n: number, type: string): string =>
+  range(n).map((i) => `  ${name}${i}: ${type},\n`).join("");
+
+/**
+ * The straight-line part of shaders/conv2d.wgsl for a block of `rows` × 4·`c4` outputs: the
+ * structs holding the block in registers and the functions that fill them (documented there).
+ */
+function convBlockCode(rows: number, c4: number): string {
+  const acc = rows * c4;
+  const rs = range(rows);
+  let s = `const ROWS = ${rows}u;\nconst C4 = ${c4}u;\n`;
+  s += `struct Acc {\n${fields("v", acc, "vec4<f32>")}}\n`;
+  s += `struct Pix {\n${fields("p", rows, "vec3<u32>")}}\n`;
+  s += `struct Offs {\n${fields("o", rows, "i32")}}\n`;
+  s += `struct ARows {\n${fields("a", rows, "vec4<f32>")}}\n`;
+  s += `struct BTile {\n${fields("g", c4, "Quad")}}\n`;
+  s += `fn pixels_of(row0: u32) -> Pix {\n  return Pix(${
+    rs.map((r) => `decode(row0 + ${r}u)`).join(", ")
+  });\n}\n`;
+  s += `fn offsets_of(q: Pix, ky: u32, kx: u32) -> Offs {\n  return Offs(${
+    rs.map((r) => `source_pixel(q.p${r}.x, q.p${r}.y, q.p${r}.z, ky, kx)`).join(", ")
+  });\n}\n`;
+  s += `fn load_rows(o: Offs, c: u32) -> ARows {\n  return ARows(${
+    rs.map((r) => `load_row(o.o${r}, c)`).join(", ")
+  });\n}\n`;
+  s += `fn load_b(t: u32, c: u32, col0: u32) -> BTile {\n  return BTile(${
+    range(c4).map((j) => `b_group(t, c, col0 + ${4 * j}u)`).join(", ")
+  });\n}\n`;
+  s += `fn mac(acc: Acc, a: ARows, b: BTile) -> Acc {\n  var r = acc;\n`;
+  for (const r of rs) {
+    for (let j = 0; j < c4; j++) {
+      const v = `r.v${r * c4 + j}`, x = `a.a${r}`, g = `b.g${j}`;
+      s += `  ${v} = fma(vec4(${x}.w), ${g}.k3, fma(vec4(${x}.z), ${g}.k2, fma(vec4(${x}.y), ` +
+        `${g}.k1, fma(vec4(${x}.x), ${g}.k0, ${v}))));\n`;
+    }
+  }
+  s += `  return r;\n}\n`;
+  s += `fn acc_array(acc: Acc) -> array<vec4<f32>, ${acc}> {\n  return array<vec4<f32>, ${acc}>(${
+    range(acc).map((i) => `acc.v${i}`).join(", ")
+  });\n}\n`;
+  return s;
+}
+
+/** The straight-line part of shaders/conv2d_wgrad.wgsl (documented there). */
+function wgradBlockCode(rows: number, c4: number, vecX: boolean, vecDy: boolean): string {
+  const acc = rows * c4;
+  const rs = range(rows), quads = range(rows / 4), js = range(c4);
+  let s = `const ROWS = ${rows}u;\nconst C4 = ${c4}u;\nconst VEC_X = ${vecX};\n` +
+    `const VEC_DY = ${vecDy};\n`;
+  s += `struct Acc {\n${fields("v", acc, "vec4<f32>")}}\n`;
+  s += `struct Taps {\n${fields("t", rows, "vec3<i32>")}}\n`;
+  s += `struct Quads {\n${fields("q", rows / 4, "vec4<f32>")}}\n`;
+  s += `struct BRow {\n${fields("b", c4, "vec4<f32>")}}\n`;
+  s += `fn taps_of(row0: u32) -> Taps {\n  return Taps(${
+    rs.map((r) => `tap_of(row0 + ${r}u)`).join(", ")
+  });\n}\n`;
+  const quad = (q: number) =>
+    vecX
+      ? `x_four(nb, by, bx, t.t${4 * q})`
+      : `vec4(${range(4).map((i) => `x_one(nb, by, bx, t.t${4 * q + i})`).join(", ")})`;
+  s += `fn load_quads(t: Taps, nb: u32, by: i32, bx: i32) -> Quads {\n  return Quads(${
+    quads.map(quad).join(", ")
+  });\n}\n`;
+  const col = (j: number) =>
+    vecDy ? `min(col0 + ${4 * j}u, p.cout - 4u)` : `min(col0 + ${4 * j}u, p.cout - 1u)`;
+  s += `fn load_brow(drow: u32, col0: u32) -> BRow {\n  return BRow(${
+    js.map((j) => `ld_dy(drow + ${col(j)}, drow + p.cout - 1u)`).join(", ")
+  });\n}\n`;
+  s += `fn add_brow(a: BRow, b: BRow) -> BRow {\n  return BRow(${
+    js.map((j) => `a.b${j} + b.b${j}`).join(", ")
+  });\n}\n`;
+  s += `fn wmac(acc: Acc, a: Quads, b: BRow) -> Acc {\n  var r = acc;\n`;
+  const lane = ["x", "y", "z", "w"];
+  for (const r of rs) {
+    for (const j of js) {
+      const v = `r.v${r * c4 + j}`;
+      s += `  ${v} = fma(vec4(a.q${r >> 2}.${lane[r & 3]}), b.b${j}, ${v});\n`;
+    }
+  }
+  s += `  return r;\n}\n`;
+  s += `fn acc_array(acc: Acc) -> array<vec4<f32>, ${acc}> {\n  return array<vec4<f32>, ${acc}>(${
+    range(acc).map((i) => `acc.v${i}`).join(", ")
+  });\n}\n`;
+  s += `fn brow_array(b: BRow) -> array<vec4<f32>, ${c4}> {\n  return array<vec4<f32>, ${c4}>(${
+    js.map((j) => `b.b${j}`).join(", ")
+  });\n}\n`;
+  return s;
+}
+
 /** Column groups of 4 per invocation for `co` output channels. */
 function colGroups(co: number): number {
   return Math.min(4, Math.ceil(co / 4));
@@ -296,8 +386,8 @@ function convGemm(c: ConvLaunch): { y: Tensor<"f32">; z: Tensor<"f32"> | null } 
     const vecA = ci % 4 === 0;
     const vecB = mode === 0 ? co % 4 === 0 : ci % 4 === 0;
     const vecY = co % 4 === 0;
-    const prefix = `const ROWS = ${rows}u;\nconst C4 = ${c4}u;\nconst VEC_A = ${vecA};\n` +
-      `const VEC_B = ${vecB};\n` + loader("ld_a", "src", 0, vecA) + loader("ld_b", "wt", 1, vecB) +
+    const prefix = convBlockCode(rows, c4) + `const VEC_A = ${vecA};\nconst VEC_B = ${vecB};\n` +
+      loader("ld_a", "src", 0, vecA) + loader("ld_b", "wt", 1, vecB) +
       storer("st_y", "y", 2, vecY) +
       (zs ? storer("st_z", "z", 5, vecY) : `fn st_z(i: u32, v: vec4<f32>, count: u32) {}\n`);
     const gr = grid(blocks, 8);
@@ -383,8 +473,7 @@ function weightGrad(
     colsum.setStorage(cs);
     const vecX = g.cin % 4 === 0;
     const vecDy = g.cout % 4 === 0;
-    const prefix = `const ROWS = ${WGRAD_ROWS}u;\nconst C4 = ${c4}u;\nconst VEC_X = ${vecX};\n` +
-      `const VEC_DY = ${vecDy};\n` +
+    const prefix = wgradBlockCode(WGRAD_ROWS, c4, vecX, vecDy) +
       (vecX
         ? `@group(0) @binding(0) var<storage, read> x: array<vec4<f32>>;
 fn x_at(i: u32) -> f32 { return x[i >> 2u][i & 3u]; }
