@@ -84,21 +84,35 @@ export function axisPadding(
 
 /** The full geometry of a convolution. */
 export interface Conv2dGeometry {
+  /** Batch size. */
   n: number;
+  /** Input height. */
   h: number;
+  /** Input width. */
   w: number;
+  /** Input channels. */
   cin: number;
+  /** Kernel height. */
   kh: number;
+  /** Kernel width. */
   kw: number;
+  /** Output channels. */
   cout: number;
+  /** Output height. */
   ho: number;
+  /** Output width. */
   wo: number;
+  /** Stride along the height. */
   sh: number;
+  /** Stride along the width. */
   sw: number;
+  /** Dilation along the height. */
   dh: number;
+  /** Dilation along the width. */
   dw: number;
-  /** Padding at the top and left (the bottom and right get what remains). */
+  /** Padding at the top (the bottom gets what remains). */
   pt: number;
+  /** Padding at the left (the right gets what remains). */
   pl: number;
 }
 
