@@ -20,8 +20,8 @@
 // stores; inner channels past ci are masked to zero in A (C_TAIL).
 //
 // The block is straight-line code generated for each (ROWS, C4) by src/ops/conv.ts (loops over
-// arrays of accumulators were not kept in registers by llvmpipe and ran 3–10× slower). The WGSL
-// prefix defines:
+// arrays of accumulators were not kept in registers by llvmpipe: 2.5× slower on a 3×3×32→64
+// layer). The WGSL prefix defines:
 //   const ROWS: u32, const C4: u32          the block (ROWS rows × C4 groups of 4 columns)
 //   struct Acc, Pix, Offs, ARows, BTile      the accumulators (ROWS·C4 vec4), each row's (n, u, v),
 //                                            its source offset at one tap, its 4 values of A, and
