@@ -24,9 +24,15 @@ import {
   meanSquaredError,
   sparseCategoricalCrossentropy,
 } from "../train/losses.ts";
-import type { CompileOptions } from "../train/trainer.ts";
+import { type CompileOptions, setTrainingState } from "../train/trainer.ts";
 import type { OptimizerLike } from "../train/optimizers.ts";
-import { matchWeights, MODEL_FORMAT_VERSION, MODEL_JSON, MODEL_WEIGHTS } from "./model_config.ts";
+import {
+  matchWeights,
+  MODEL_FORMAT_VERSION,
+  MODEL_JSON,
+  MODEL_WEIGHTS,
+  readTrainingState,
+} from "./model_config.ts";
 import { readSafetensors } from "./safetensors.ts";
 
 type Obj = Record<string, unknown>;
@@ -419,13 +425,34 @@ export async function loadModel(dir: string): Promise<Sequential> {
     () => new Sequential(layers, { name, seed, ...(inputShape ? { inputShape } : {}) }),
   );
   try {
+    let restore: (() => void) | null = null;
     if (inputShape) {
       const wfile = `${base}${weightsName}`;
       const entries = model.weightEntries;
-      const values = matchWeights(entries, await readSafetensors(wfile), `weights file "${wfile}"`);
+      const wf = await readSafetensors(wfile);
+      const values = matchWeights(entries, wf, `weights file "${wfile}"`);
       model.setWeights(values);
+      // The weights file's copy of the training state was written atomically with its tensors.
+      const meta = wf.metadata?.training_state;
+      let raw: unknown = root.training_state;
+      if (meta !== undefined) {
+        try {
+          raw = JSON.parse(meta);
+        } catch (e) {
+          throw new WgradError(
+            "value",
+            `weights file "${wfile}": __metadata__.training_state is not valid JSON`,
+            { cause: e },
+          );
+        }
+      }
+      if (compile && raw !== undefined && raw !== null) {
+        const state = readTrainingState(raw, entries, wf, `weights file "${wfile}"`);
+        restore = () => setTrainingState(model, state);
+      }
     }
     if (compile) f.build("compile", () => model.compile(compile));
+    restore?.();
   } catch (e) {
     model.dispose();
     throw e;

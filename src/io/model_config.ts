@@ -9,7 +9,7 @@ import { fmtShape, WgradError } from "../errors.ts";
 import { Adagrad, Adam, AdamW, RMSprop, SGD } from "../optim/optimizers.ts";
 import type { Layer } from "../nn/layers.ts";
 import type { Tensor } from "../tensor.ts";
-import type { CompileOptions } from "../train/trainer.ts";
+import type { CompileOptions, TrainingState } from "../train/trainer.ts";
 import type { LossSpec } from "../train/losses.ts";
 import type { SafetensorsFile } from "./safetensors.ts";
 
@@ -71,7 +71,32 @@ export interface ModelRecord {
   compile_note?: string;
   /** The weights file, relative to the directory. */
   weights: string;
+  /**
+   * Where training stopped, for `fit(…, { initialEpoch })` to resume exactly (absent when the
+   * model was not compiled). The same record is in the weights file's `__metadata__`
+   * (`training_state`), written atomically with the optimizer's tensors; the loader reads that
+   * copy.
+   */
+  training_state?: TrainingStateRecord;
 }
+
+/** The training state in model.json and in the weights file's metadata. */
+export interface TrainingStateRecord {
+  /** Epochs completed. */
+  epoch: number;
+  /** Training steps taken (dropout's masks are drawn from it). */
+  global_step: number;
+  /**
+   * The optimizer's step count (Keras's `iterations`; a schedule's position follows from it),
+   * its learning rate when it is a number, and its slot names; each slot's values are tensors
+   * `optimizer/<slot>/<weight name>` of the weights file. Null when the optimizer has no state
+   * yet.
+   */
+  optimizer: { iterations: number; learning_rate?: number; slots: string[] } | null;
+}
+
+/** The prefix of the optimizer's tensors in a weights file (not weights of the model). */
+export const OPTIMIZER_PREFIX = "optimizer/";
 
 /** What the serialiser needs of a model. */
 export interface ModelLike {
@@ -196,6 +221,14 @@ export function modelRecord(model: ModelLike, compile: CompileOptions | null): M
   return rec;
 }
 
+/** Whether `name` is `optimizer/<slot>/<weight>` for one of the `weights`. */
+function isOptimizerSlot(name: string, weights: ReadonlySet<string>): boolean {
+  if (!name.startsWith(OPTIMIZER_PREFIX)) return false;
+  const rest = name.slice(OPTIMIZER_PREFIX.length);
+  const i = rest.indexOf("/");
+  return i > 0 && weights.has(rest.slice(i + 1));
+}
+
 /** A weight of a model as the matcher sees it. */
 export interface WeightEntryLike {
   /** The weight's name, `layer/weight`. */
@@ -210,6 +243,8 @@ const FLOAT_DTYPES = new Set(["F32", "F16", "BF16", "F64"]);
  * Checks that a weights file holds exactly the model's weights, by name, with float dtypes and
  * the same shapes, and returns their values (converted to float32) in the model's order. Throws
  * one error listing every missing, unexpected and mismatched weight; `where` prefixes it.
+ * A checkpoint's optimizer slots, `optimizer/<slot>/<weight name>` for a weight of the model, are
+ * not weights and are passed over.
  */
 export function matchWeights(
   entries: readonly WeightEntryLike[],
@@ -235,7 +270,7 @@ export function matchWeights(
     }
   }
   for (const [name, t] of file.tensors) {
-    if (!expected.has(name)) {
+    if (!expected.has(name) && !isOptimizerSlot(name, expected)) {
       problems.push(
         `unexpected: ${name} (${fmtShape(t.shape)} ${t.dtype}, not a weight of the model)`,
       );
@@ -257,4 +292,88 @@ export function weightsInput(
   values: readonly Float32Array[],
 ): [string, { data: Float32Array; shape: readonly number[] }][] {
   return entries.map((e, i) => [e.name, { data: values[i], shape: e.tensor.shape }]);
+}
+
+/** The record and the optimizer tensors of a training state, for `model.save`. */
+export function trainingStateOutput(
+  entries: readonly WeightEntryLike[],
+  state: TrainingState,
+): {
+  record: TrainingStateRecord;
+  tensors: [string, { data: Float32Array; shape: readonly number[] }][];
+} {
+  const tensors: [string, { data: Float32Array; shape: readonly number[] }][] = [];
+  let optimizer: TrainingStateRecord["optimizer"] = null;
+  if (state.optimizer) {
+    const o = state.optimizer;
+    const slots = Object.keys(o.slots);
+    for (const slot of slots) {
+      entries.forEach((e, i) => {
+        tensors.push([`${OPTIMIZER_PREFIX}${slot}/${e.name}`, {
+          data: o.slots[slot][i],
+          shape: e.tensor.shape,
+        }]);
+      });
+    }
+    optimizer = { iterations: o.iterations, slots };
+    if (o.learningRate !== undefined) optimizer.learning_rate = o.learningRate;
+  }
+  return { record: { epoch: state.epoch, global_step: state.globalStep, optimizer }, tensors };
+}
+
+/**
+ * Reads a training state back: the record (from the weights file's metadata, else model.json)
+ * and the optimizer's tensors, checking every field, name and shape. `where` names the file.
+ */
+export function readTrainingState(
+  raw: unknown,
+  entries: readonly WeightEntryLike[],
+  file: SafetensorsFile,
+  where: string,
+): TrainingState {
+  const fail = (what: string): never => {
+    throw new WgradError("value", `${where}: training_state: ${what}`);
+  };
+  const isCount = (v: unknown) => Number.isSafeInteger(v) && (v as number) >= 0;
+  if (raw === null || typeof raw !== "object" || Array.isArray(raw)) fail("expected an object");
+  const r = raw as Record<string, unknown>;
+  if (!isCount(r.epoch)) fail(`epoch: expected an integer >= 0, got ${String(r.epoch)}`);
+  if (!isCount(r.global_step)) {
+    fail(`global_step: expected an integer >= 0, got ${String(r.global_step)}`);
+  }
+  let optimizer: TrainingState["optimizer"] = null;
+  if (r.optimizer !== null && r.optimizer !== undefined) {
+    const o = r.optimizer as Record<string, unknown>;
+    if (typeof o !== "object" || Array.isArray(o)) fail("optimizer: expected an object or null");
+    if (!isCount(o.iterations)) {
+      fail(`optimizer.iterations: expected an integer >= 0, got ${String(o.iterations)}`);
+    }
+    const lr = o.learning_rate;
+    if (lr !== undefined && !(typeof lr === "number" && Number.isFinite(lr))) {
+      fail(`optimizer.learning_rate: expected a number, got ${String(lr)}`);
+    }
+    const names = o.slots;
+    if (!Array.isArray(names) || names.some((n) => typeof n !== "string")) {
+      fail("optimizer.slots: expected an array of slot names");
+    }
+    const slots: Record<string, Float32Array[]> = {};
+    for (const slot of names as string[]) {
+      slots[slot] = entries.map((e) => {
+        const name = `${OPTIMIZER_PREFIX}${slot}/${e.name}`;
+        const t = file.tensors.get(name);
+        if (!t) return fail(`the weights file has no tensor "${name}"`);
+        if (fmtShape(t.shape) !== fmtShape(e.tensor.shape) || !FLOAT_DTYPES.has(t.dtype)) {
+          fail(
+            `tensor "${name}" is ${fmtShape(t.shape)} ${t.dtype}, expected ${
+              fmtShape(e.tensor.shape)
+            } F32`,
+          );
+        }
+        return t.toFloat32();
+      });
+    }
+    optimizer = { iterations: o.iterations as number, slots };
+    if (lr !== undefined) optimizer.learningRate = lr as number;
+  }
+  return { epoch: r.epoch as number, globalStep: r.global_step as number, optimizer };
 }

@@ -13,10 +13,12 @@ import {
   compileModel,
   type CompileOptions,
   disposeTraining,
+  epochsTrained,
   evaluateModel,
   type EvaluateOptions,
   fitModel,
   type FitOptions,
+  getTrainingState,
   type InputData,
   predictModel,
   type TargetData,
@@ -30,6 +32,7 @@ import {
   MODEL_JSON,
   MODEL_WEIGHTS,
   modelRecord,
+  trainingStateOutput,
   WEIGHTS_METADATA,
   weightsInput,
 } from "../io/model_config.ts";
@@ -268,6 +271,14 @@ export class Sequential {
     return predictModel(this, x, options);
   }
 
+  /**
+   * Epochs completed by `fit` since `compile` (restored by `nn.loadModel`): the `initialEpoch` to
+   * resume training at.
+   */
+  get epochsTrained(): number {
+    return epochsTrained(this);
+  }
+
   /** Gives back the GPU memory of the weights and of the training state. */
   dispose(): void {
     disposeTraining(this);
@@ -312,12 +323,20 @@ export class Sequential {
    * Saves the whole model into the directory `dir` (created if needed): `model.json` (the layers
    * with their configurations, the input shape, name and seed, and the compile settings when they
    * are serialisable) and `model.safetensors` (the weights, as {@linkcode Sequential.saveWeights}).
-   * Each file is replaced atomically. `nn.loadModel(dir)` rebuilds the model.
+   * A compiled model also saves its training state: the optimizer's slots as tensors
+   * `optimizer/<slot>/<weight>`, and the optimizer's step count and learning rate, the epochs
+   * completed and the step counter of dropout in `training_state` (in model.json and in the
+   * weights file's metadata). Each file is replaced atomically. `nn.loadModel(dir)` rebuilds the
+   * model and its training state, so that `fit(…, { initialEpoch: model.epochsTrained })` with the
+   * same data and options continues exactly as an uninterrupted run.
    */
   async save(dir: string): Promise<void> {
     const record = modelRecord(this, this.#compileOptions);
     const entries = this.built ? this.weightEntries : [];
     const values = await Promise.all(entries.map((e) => e.tensor.data()));
+    const state = this.built && record.compile ? await getTrainingState(this) : null;
+    const training = state ? trainingStateOutput(entries, state) : null;
+    if (training) record.training_state = training.record;
     try {
       await Deno.mkdir(dir, { recursive: true });
     } catch (e) {
@@ -332,9 +351,14 @@ export class Sequential {
       }
     }
     const base = dir.endsWith("/") ? dir : `${dir}/`;
-    await writeSafetensors(`${base}${MODEL_WEIGHTS}`, weightsInput(entries, values), {
-      ...WEIGHTS_METADATA,
-    });
+    await writeSafetensors(
+      `${base}${MODEL_WEIGHTS}`,
+      [...weightsInput(entries, values), ...(training?.tensors ?? [])],
+      {
+        ...WEIGHTS_METADATA,
+        ...(training ? { training_state: JSON.stringify(training.record) } : {}),
+      },
+    );
     const json = JSON.stringify(record, null, 2) + "\n";
     await writeFileAtomic(`${base}${MODEL_JSON}`, new TextEncoder().encode(json));
   }

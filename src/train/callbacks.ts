@@ -14,6 +14,10 @@ export interface TrainingControl {
   getWeights(): Promise<Float32Array[]>;
   /** Replaces the model's weights. */
   setWeights(w: Float32Array[]): void;
+  /** Saves the model with its training state into a directory (`model.save(dir)`). */
+  save(dir: string): Promise<void>;
+  /** Saves the weights alone to a safetensors file (`model.saveWeights(path)`). */
+  saveWeights(path: string): Promise<void>;
 }
 
 /** Hooks called during `fit`. Every hook may be async; `fit` awaits it. */
@@ -39,6 +43,16 @@ export interface Callback {
   ): void | Promise<void>;
   /** After the last epoch. */
   onTrainEnd?(control: TrainingControl): void | Promise<void>;
+  /**
+   * When Ctrl-C (SIGINT) stops `fit`, after the step in progress: `epoch` is the epoch in
+   * progress (or the last one completed, when it came between epochs) and `logs` its running
+   * figures. `fit` throws `Deno.errors.Interrupted` afterwards.
+   */
+  onInterrupt?(
+    epoch: number,
+    logs: Record<string, number>,
+    control: TrainingControl,
+  ): void | Promise<void>;
 }
 
 /** Per-epoch figures of a training run, as Keras's History. */
@@ -177,6 +191,237 @@ export function reduceLrOnPlateau(options: ReduceLrOnPlateauOptions = {}): Callb
         cool = cooldown;
         wait = 0;
       }
+    },
+  };
+}
+
+/** Options of {@linkcode modelCheckpoint}. */
+export interface ModelCheckpointOptions {
+  /** The figure that decides the best checkpoint (default `"val_loss"`). */
+  monitor?: string;
+  /** `"min"`, `"max"`, or `"auto"` (max for accuracy-like names, default). */
+  mode?: "min" | "max" | "auto";
+  /** Save only when the monitored figure improves on the best so far (default false). */
+  saveBestOnly?: boolean;
+  /** `"epoch"` (default): save after each epoch; a number n: every n training steps. */
+  saveFreq?: "epoch" | number;
+  /** Keep only the last n checkpoints this callback wrote, removing older ones (default: all). */
+  keepLast?: number;
+  /** Write the weights alone to one safetensors file instead of a model directory (default false). */
+  saveWeightsOnly?: boolean;
+  /** 1: print a line per checkpoint saved (default 0). */
+  verbose?: 0 | 1;
+}
+
+/** What {@linkcode modelCheckpoint} returns: a callback that also reports what it saved. */
+export interface ModelCheckpoint extends Callback {
+  /** The paths written, oldest first (without those removed by `keepLast`). */
+  readonly saved: string[];
+  /** The best value of the monitored figure so far (±Infinity before the first). */
+  readonly best: number;
+}
+
+/**
+ * Formats a checkpoint path as Keras does with Python's `str.format`: `{epoch}` is the 1-based
+ * epoch, `{name}` any figure of the epoch's logs, each with an optional format spec such as
+ * `{epoch:02d}`, `{val_loss:.4f}` or `{loss:.2e}` (fill `0`, width, precision, and one of
+ * `d`, `f`, `e`, `g`, `%`).
+ * Figures missing from the logs are an error unless `missing` is given (it is written instead).
+ */
+export function formatCheckpointPath(
+  template: string,
+  epoch: number,
+  logs: Record<string, number>,
+  missing?: string,
+): string {
+  return template.replace(/\{([A-Za-z_][A-Za-z0-9_]*)(?::([^}]*))?\}/g, (_m, key, spec) => {
+    const v = key === "epoch" ? epoch : logs[key];
+    if (v === undefined) {
+      if (missing !== undefined) return missing;
+      throw new WgradError(
+        "value",
+        `modelCheckpoint: "{${key}}" in the path "${template}" is not among the epoch's ` +
+          `figures (epoch, ${Object.keys(logs).join(", ")})`,
+      );
+    }
+    return formatNumber(v, spec ?? "", template);
+  });
+}
+
+function formatNumber(v: number, spec: string, template: string): string {
+  const m = /^(0)?(\d+)?(?:\.(\d+))?([dfeEgG%])?$/.exec(spec);
+  if (!m) {
+    throw new WgradError(
+      "value",
+      `modelCheckpoint: format spec ":${spec}" in "${template}" is not supported ` +
+        "(use e.g. 02d, .4f, .2e, 8.3g)",
+    );
+  }
+  const [, zero, widthS, precS, type] = m;
+  const prec = precS === undefined ? undefined : Number(precS);
+  let text: string;
+  if (!Number.isFinite(v)) text = Number.isNaN(v) ? "nan" : v > 0 ? "inf" : "-inf";
+  else {
+    switch (type) {
+      case "d":
+        text = Math.round(v).toString();
+        break;
+      case "f":
+        text = v.toFixed(prec ?? 6);
+        break;
+      case "%":
+        text = (v * 100).toFixed(prec ?? 6) + "%";
+        break;
+      case "e":
+      case "E": {
+        // Python writes at least two exponent digits: 1.5e-03.
+        const t = v.toExponential(prec ?? 6).replace(
+          /e([+-])(\d)$/,
+          (_m, sign, d) => `e${sign}0${d}`,
+        );
+        text = type === "E" ? t.toUpperCase() : t;
+        break;
+      }
+      case "g":
+      case "G":
+        text = String(Number(v.toPrecision(prec || 6)));
+        break;
+      default:
+        text = prec === undefined ? String(v) : String(Number(v.toPrecision(prec)));
+    }
+  }
+  const width = widthS === undefined ? 0 : Number(widthS);
+  if (text.length >= width) return text;
+  if (zero && Number.isFinite(v)) {
+    const neg = text.startsWith("-");
+    const body = neg ? text.slice(1) : text;
+    return (neg ? "-" : "") + body.padStart(width - (neg ? 1 : 0), "0");
+  }
+  return text.padStart(width, " ");
+}
+
+/**
+ * Saves the model during `fit`, as Keras's ModelCheckpoint: after every epoch (or every
+ * `saveFreq` steps), or only when `monitor` improves (`saveBestOnly`). `path` is a directory
+ * (`model.save`: architecture, weights, optimizer state, epoch and step counter, so that
+ * `nn.loadModel(path)` and `fit(…, { initialEpoch })` resume exactly) or, with
+ * `saveWeightsOnly`, a safetensors file; it may contain `{epoch}` (1-based) and figures such as
+ * `{val_loss:.4f}` (see {@linkcode formatCheckpointPath}). Every file is replaced atomically, so
+ * a process killed while saving leaves the previous checkpoint or the new one. With `keepLast`,
+ * older checkpoints this callback wrote are removed. When Ctrl-C stops `fit`, the current state is
+ * saved too (unless `saveBestOnly`, which keeps the best checkpoint as it is).
+ *
+ * ```ts
+ * await model.fit(train, {
+ *   epochs: 10,
+ *   callbacks: [callbacks.modelCheckpoint("ckpt/epoch-{epoch:02d}", { keepLast: 2 })],
+ * });
+ * ```
+ */
+export function modelCheckpoint(
+  path: string,
+  options: ModelCheckpointOptions = {},
+): ModelCheckpoint {
+  if (typeof path !== "string" || path === "") {
+    throw new WgradError("value", `modelCheckpoint: path must be a non-empty string`);
+  }
+  const monitor = options.monitor ?? "val_loss";
+  const mode = options.mode === "min" || options.mode === "max"
+    ? options.mode
+    : /acc|auc|precision|recall/.test(monitor)
+    ? "max"
+    : "min";
+  const saveFreq = options.saveFreq ?? "epoch";
+  if (saveFreq !== "epoch" && !(Number.isInteger(saveFreq) && saveFreq > 0)) {
+    throw new WgradError(
+      "value",
+      `modelCheckpoint: saveFreq must be "epoch" or a positive integer, got ${String(saveFreq)}`,
+    );
+  }
+  const keepLast = options.keepLast;
+  if (keepLast !== undefined && !(Number.isInteger(keepLast) && keepLast > 0)) {
+    throw new WgradError(
+      "value",
+      `modelCheckpoint: keepLast must be a positive integer, got ${keepLast}`,
+    );
+  }
+  const saveBestOnly = options.saveBestOnly ?? false;
+  const saved: string[] = [];
+  let best = mode === "min" ? Infinity : -Infinity;
+  let stepsSince = 0;
+  let lastBatch = -1;
+
+  const write = async (
+    epoch: number,
+    logs: Record<string, number>,
+    control: TrainingControl,
+    missing?: string,
+  ) => {
+    const target = formatCheckpointPath(path, epoch + 1, logs, missing);
+    if (options.saveWeightsOnly) await control.saveWeights(target);
+    else await control.save(target);
+    const i = saved.indexOf(target);
+    if (i >= 0) saved.splice(i, 1);
+    saved.push(target);
+    if (options.verbose) console.log(`Epoch ${epoch + 1}: saved the model to ${target}`);
+    while (keepLast !== undefined && saved.length > keepLast) {
+      const old = saved.shift()!;
+      try {
+        await Deno.remove(old, { recursive: true });
+      } catch (e) {
+        if (!(e instanceof Deno.errors.NotFound)) throw e;
+      }
+    }
+  };
+
+  const maybeSave = async (
+    epoch: number,
+    logs: Record<string, number>,
+    control: TrainingControl,
+  ) => {
+    if (!saveBestOnly) return await write(epoch, logs, control);
+    const v = logs[monitor];
+    if (v === undefined) {
+      throw new WgradError(
+        "value",
+        `modelCheckpoint: "${monitor}" is not among the figures (${
+          Object.keys(logs).join(", ")
+        }); saveBestOnly needs it`,
+      );
+    }
+    if (mode === "min" ? v < best : v > best) {
+      best = v;
+      await write(epoch, logs, control);
+    }
+  };
+
+  let currentEpoch = 0;
+  return {
+    saved,
+    get best() {
+      return best;
+    },
+    onTrainBegin() {
+      stepsSince = 0;
+    },
+    onEpochBegin(epoch) {
+      currentEpoch = epoch;
+      lastBatch = -1;
+    },
+    async onBatchEnd(batch, logs, control) {
+      if (saveFreq === "epoch") return;
+      stepsSince += batch - lastBatch;
+      lastBatch = batch;
+      if (stepsSince >= saveFreq) {
+        stepsSince = 0;
+        await maybeSave(currentEpoch, logs, control);
+      }
+    },
+    async onEpochEnd(epoch, logs, control) {
+      if (saveFreq === "epoch") await maybeSave(epoch, logs, control);
+    },
+    async onInterrupt(epoch, logs, control) {
+      if (!saveBestOnly) await write(epoch, logs, control, "nan");
     },
   };
 }

@@ -21,6 +21,7 @@ import { gatherRows, type GatherSource } from "../ops/gather.ts";
 import { ParamArena } from "../optim/arena.ts";
 import { Philox } from "../random.ts";
 import { keep, type Tensor, tensor, zeros } from "../tensor.ts";
+import type { OptimizerState } from "../optim/optimizers.ts";
 import type { Sequential } from "../nn/sequential.ts";
 import { type Callback, History, type TrainingControl } from "./callbacks.ts";
 import { ProgressBar } from "./progress.ts";
@@ -278,6 +279,10 @@ interface Compiled {
   acc: Tensor<"f32"> | null;
   plans: Map<string, { plan: Plan; out: Tensor | null }>;
   globalStep: number;
+  /** Epochs completed (the `initialEpoch` to resume at). */
+  epoch: number;
+  /** Whether the optimizer's state exists (built by a captured step or restored). */
+  optBuilt: boolean;
 }
 
 const compiled = new WeakMap<Sequential, Compiled>();
@@ -304,6 +309,8 @@ export function compileModel(model: Sequential, options: CompileOptions): void {
     acc: null,
     plans: new Map(),
     globalStep: 0,
+    epoch: 0,
+    optBuilt: false,
   });
 }
 
@@ -402,6 +409,7 @@ function captureTrainStep(
   // The optimizer's state is made and zeroed now: a capture would replay that every step.
   const opt = c.optimizer as OptimizerLike & { build?: (a: ParamArena) => void };
   opt.build?.(arena);
+  c.optBuilt = true;
   return rt.capture(`train step "${model.name}" batch ${batch}`, () => {
     const xb = gatherRows(data.x, perm, step, batch, {
       scale: data.scale,
@@ -506,6 +514,13 @@ export interface FitOptions {
   scale?: number;
   /** See `scale`. */
   shift?: number;
+  /**
+   * Stop when the loss becomes NaN or infinite (default true, Keras's TerminateOnNaN): the
+   * weights are put back to their values at the start of the epoch (a GPU copy of the parameter
+   * arena made then) and fit throws an error naming the epoch and step. The optimizer's state is
+   * not put back. With false, training goes on and the figures are reported as they are.
+   */
+  terminateOnNaN?: boolean;
 }
 
 function toDevice(
@@ -625,7 +640,11 @@ export async function fitModel(
     const rt = await ready();
     const history = new History();
     const seed = options.seed ?? model.seed;
-    const shuffleGen = options.shuffle === false ? null : new Philox(seed, 0x5f);
+    // The order of epoch e comes from stream (0x5f, e) of the seed, so it depends on the seed and
+    // the epoch only: a run resumed at initialEpoch shuffles as the uninterrupted run did.
+    const shuffleGen = (epoch: number) =>
+      options.shuffle === false ? null : new Philox(seed, 0x5f + epoch * 2 ** 32);
+    const terminateOnNaN = options.terminateOnNaN ?? true;
     const perm = tensor(new Uint32Array(data.rows)) as Tensor<"u32">;
     const valPerm = val ? tensor(shuffled(val.rows, 0, null)) as Tensor<"u32"> : null;
     data.owned.push(perm);
@@ -647,19 +666,54 @@ export async function fitModel(
       },
       getWeights: () => model.getWeights(),
       setWeights: (w) => model.setWeights(w),
+      save: (dir) => model.save(dir),
+      saveWeights: (path) => model.saveWeights(path),
     };
     const callbacks = options.callbacks ?? [];
-    for (const cb of callbacks) await cb.onTrainBegin?.(control);
+    // The weights at the start of the epoch, put back when the loss becomes NaN: one GPU copy of
+    // the parameter arena per epoch.
+    const arena = c.arena!;
+    const arenaBytes = arena.paddedSize * 4;
+    const backup = terminateOnNaN ? rt.alloc(arenaBytes, "fit: weights at epoch start") : null;
+    // Ctrl-C: the current step finishes, checkpoint callbacks save, and fit throws
+    // Deno.errors.Interrupted; a second Ctrl-C exits at once.
+    const sigint = { hit: false };
+    const onSigint = () => {
+      if (sigint.hit) Deno.exit(130);
+      sigint.hit = true;
+    };
+    let listening = false;
+    if (Deno.build.os !== "windows") {
+      try {
+        Deno.addSignalListener("SIGINT", onSigint);
+        listening = true;
+      } catch { /* signals unavailable: Ctrl-C ends the process as usual */ }
+    }
+    // `epoch` is the epoch in progress (or the last one completed, with done = steps).
+    let lastLogs: Record<string, number> = {};
+    const interrupt = async (epoch: number, done: number, logs: Record<string, number>) => {
+      for (const cb of callbacks) await cb.onInterrupt?.(epoch, logs, control);
+      throw new Deno.errors.Interrupted(
+        `${where}: interrupted (SIGINT) ${
+          done === steps ? `after epoch ${epoch + 1}` : `in epoch ${epoch + 1} after step ${done}`
+        } of ${done === steps ? epochs : steps}; ${c.epoch} epoch${
+          c.epoch === 1 ? "" : "s"
+        } completed`,
+      );
+    };
     const seedLo = seed >>> 0, seedHi = Math.floor(seed / 2 ** 32) >>> 0;
     const stepWords = new Uint32Array(4);
     const zero4 = new Float32Array(4);
     try {
+      for (const cb of callbacks) await cb.onTrainBegin?.(control);
       for (let epoch = initialEpoch; epoch < epochs && !control.stopTraining; epoch++) {
+        if (sigint.hit) await interrupt(Math.max(epoch - 1, 0), steps, lastLogs);
         ProgressBar.header(epoch + 1, epochs, verbose);
         for (const cb of callbacks) await cb.onEpochBegin?.(epoch, control);
         const bar = new ProgressBar(steps, verbose);
-        rt.write(perm.storage, shuffled(nTrain, 0, shuffleGen), "fit: permutation");
+        rt.write(perm.storage, shuffled(nTrain, 0, shuffleGen(epoch)), "fit: permutation");
         rt.write(acc.storage, zero4, "fit: accumulators");
+        if (backup) rt.copy(arena.paramRegion, backup, arenaBytes, "fit: keep weights");
         let readEvery = 8;
         const pending: { done: number; promise: Promise<ArrayBuffer> }[] = [];
         let latest: Record<string, number> = {};
@@ -667,13 +721,17 @@ export async function fitModel(
           while (pending.length > keepAtMost) {
             const p = pending.shift()!;
             const a = new Float32Array(await p.promise);
-            if (!Number.isFinite(a[0])) {
+            if (backup && !Number.isFinite(a[0])) {
+              pending.length = 0;
+              rt.copy(backup, arena.paramRegion, arenaBytes, "fit: restore weights");
+              await rt.flush();
               throw new WgradError(
                 "value",
                 `${where}: the loss became ${a[0]} in epoch ${
                   epoch + 1
                 }, by step ${p.done} of ${steps}; ` +
-                  "training stopped (lower the learning rate, check the inputs for NaN, or clip gradients)",
+                  "training stopped and the weights were restored to those at the start of the " +
+                  "epoch (lower the learning rate, check the inputs for NaN, or clip gradients)",
               );
             }
             latest = logsFrom(a, c);
@@ -682,6 +740,7 @@ export async function fitModel(
           }
         };
         const t0 = performance.now();
+        let stoppedAt = -1;
         for (let s = 0; s < steps; s++) {
           stepWords[0] = seedLo;
           stepWords[1] = seedHi;
@@ -700,8 +759,14 @@ export async function fitModel(
           } else {
             rt.flush();
           }
+          if (sigint.hit && s < steps - 1) {
+            stoppedAt = s + 1;
+            pending.push({ done: s + 1, promise: rt.read(acc.storage, "fit: running loss") });
+            break;
+          }
         }
         await drain(0);
+        if (stoppedAt >= 0) await interrupt(epoch, stoppedAt, { ...latest });
         const logs = { ...latest };
         if (nVal > 0 || val) {
           const v = val ?? { ...data, rows: data.rows };
@@ -711,13 +776,21 @@ export async function fitModel(
           for (const [k, value] of Object.entries(vl)) logs[`val_${k}`] = value;
         }
         bar.finish(logs);
+        c.epoch = epoch + 1;
         for (const cb of callbacks) await cb.onEpochEnd?.(epoch, logs, control);
         history.record(epoch, logs);
+        lastLogs = logs;
       }
+      if (sigint.hit) await interrupt(Math.max(c.epoch - 1, 0), steps, lastLogs);
     } finally {
-      for (const cb of callbacks) await cb.onTrainEnd?.(control);
-      planFull.dispose();
-      planLast?.dispose();
+      if (listening) Deno.removeSignalListener("SIGINT", onSigint);
+      try {
+        for (const cb of callbacks) await cb.onTrainEnd?.(control);
+      } finally {
+        planFull.dispose();
+        planLast?.dispose();
+        backup?.release();
+      }
     }
     return history;
   } finally {
@@ -825,6 +898,8 @@ export async function predictModel(
     acc: null,
     plans: new Map(),
     globalStep: 0,
+    epoch: 0,
+    optBuilt: false,
   };
   const owned: Tensor[] = [];
   const xs = inputSource(model, x, where, owned);
@@ -883,6 +958,68 @@ export async function predictModel(
 
 function copyRows(rt: Runtime, src: Storage, dst: Storage, bytes: number, dstByte: number): void {
   rt.copy(src, dst, bytes, "predict: gather outputs", 0, dstByte);
+}
+
+/**
+ * @internal What a checkpoint stores to resume training exactly: the epochs completed, the step
+ * counter that seeds dropout, and the optimizer's state (step count, learning rate, slots).
+ */
+export interface TrainingState {
+  /** Epochs completed by `fit` (the `initialEpoch` to resume at). */
+  epoch: number;
+  /** Training steps taken (dropout's masks are drawn from it). */
+  globalStep: number;
+  /** The optimizer's state, or null when it has none yet or cannot report it. */
+  optimizer: OptimizerState | null;
+}
+
+interface StatefulOptimizer {
+  getState(): Promise<OptimizerState>;
+  setState(state: OptimizerState, arena?: ParamArena): void;
+}
+
+function stateful(o: OptimizerLike): (OptimizerLike & StatefulOptimizer) | null {
+  const s = o as OptimizerLike & Partial<StatefulOptimizer>;
+  return typeof s.getState === "function" && typeof s.setState === "function"
+    ? s as OptimizerLike & StatefulOptimizer
+    : null;
+}
+
+/** @internal The training state of a compiled model (null when it is not compiled). */
+export async function getTrainingState(model: Sequential): Promise<TrainingState | null> {
+  const c = compiled.get(model);
+  if (!c) return null;
+  const opt = stateful(c.optimizer);
+  const optimizer = opt && c.optBuilt && c.arena && !c.arena.isDisposed
+    ? await opt.getState()
+    : null;
+  return { epoch: c.epoch, globalStep: c.globalStep, optimizer };
+}
+
+/**
+ * @internal Restores {@linkcode getTrainingState}'s result into a compiled model (moving its
+ * weights into the parameter arena and building the optimizer on it).
+ */
+export function setTrainingState(model: Sequential, state: TrainingState): void {
+  const c = getCompiled(model, "setTrainingState");
+  if (state.optimizer) {
+    const opt = stateful(c.optimizer);
+    if (!opt) {
+      throw new WgradError(
+        "value",
+        `model "${model.name}": the optimizer cannot take a saved state (no setState)`,
+      );
+    }
+    opt.setState(state.optimizer, ensureArena(model, c));
+    c.optBuilt = true;
+  }
+  c.epoch = state.epoch;
+  c.globalStep = state.globalStep;
+}
+
+/** @internal Epochs completed by `fit` on a compiled model (restored by `loadModel`). */
+export function epochsTrained(model: Sequential): number {
+  return compiled.get(model)?.epoch ?? 0;
 }
 
 /** Disposes a model's compiled state (plans, optimizer state, arena). */
