@@ -1242,3 +1242,39 @@ Deno.test("train: a dense model's compiled step writes its gradients in place (n
   // seed is never filled: the fused loss gradient does not read it).
   if (cmds.length > 10) throw new Error(`${cmds.length} dispatches:\n${cmds.join("\n")}`);
 });
+
+Deno.test("train: one submit per training step, and readbacks only every few steps", async () => {
+  const { ready } = await import("../src/gpu/runtime.ts");
+  const rt = await ready();
+  const rng = new Rng(9);
+  const n = 64 * 4, batch = 4, steps = n / batch;
+  const model = nn.sequential([nn.dense(8, { activation: "relu" }), nn.dense(3)], {
+    inputShape: [5],
+    seed: 2,
+  });
+  model.compile({ optimizer: "sgd", loss: "sparse_categorical_crossentropy" });
+  const x = tensor(rng.floats(n * 5), [n, 5]);
+  const y = tensor(new Int32Array(n).map((_, i) => i % 3), [n]);
+  const seen: { submits: number; readbacks: number }[] = [];
+  const probe = {
+    onEpochBegin: () => void seen.push({ ...rt.counters }),
+    onEpochEnd: () => void seen.push({ ...rt.counters }),
+  };
+  await model.fit(x, y, { epochs: 2, batchSize: batch, verbose: 0, callbacks: [probe] });
+  // The second epoch (the step is compiled in the first); onEpochEnd comes after the epoch's
+  // last readback, before validation.
+  const submits = seen[3].submits - seen[2].submits;
+  const readbacks = seen[3].readbacks - seen[2].readbacks;
+  // A step: the 16-byte state write (which submits what was recorded before it) and the replay.
+  // (Measured: 65 for 64 steps, the extra one the accumulators' reset at the epoch's start.)
+  if (submits < steps || submits > steps + 2) {
+    throw new Error(`${submits} submits for ${steps} steps: a step must be one submit`);
+  }
+  // Readbacks of the running loss: every 4 steps at the most often, plus the epoch's end.
+  if (readbacks < 1 || readbacks > steps / 4 + 1) {
+    throw new Error(`${readbacks} readbacks in an epoch of ${steps} steps`);
+  }
+  x.dispose();
+  y.dispose();
+  model.dispose();
+});

@@ -163,6 +163,11 @@ export class Runtime {
   readonly #maxBinding: number;
   readonly #maxGroups: number;
   #capture: Capture | null = null;
+  /**
+   * Running counts since the runtime started: `queue.submit` calls and readbacks through a
+   * staging buffer (tests check a training step's budget of both with them).
+   */
+  readonly counters = { submits: 0, readbacks: 0 };
 
   constructor(ctx: DeviceContext) {
     this.device = ctx.device;
@@ -483,6 +488,7 @@ export class Runtime {
     const sub = this.recorder.submit();
     this.pool.afterSubmit();
     if (!sub) return Promise.resolve();
+    this.counters.submits++;
     const p = sub.errors.then((err) => {
       if (!err) return;
       const more = sub.count > sub.labels.length
@@ -527,6 +533,7 @@ export class Runtime {
     this.#assertOwned(s, label);
     const bytes = s.byteLength;
     if (bytes === 0) return new ArrayBuffer(0);
+    this.counters.readbacks++;
     const size = sizeClass(bytes);
     const staging = this.#staging.get(size)?.pop() ??
       this.device.createBuffer({
