@@ -79,8 +79,10 @@ export class Tensor<D extends DType = DType> {
 
   /** @internal The GPU region; set when the op that makes the tensor has been recorded. */
   get storage(): Storage {
-    if (this.#storage === null && this.#lazy && !this.#disposed) {
-      // Made on first use: the work is recorded now, just before the kernel that reads it.
+    if (this.#storage === null && this.#lazy) {
+      // Made on first use: the work is recorded now, just before the kernel that reads it. (Not
+      // after dispose() only: before the device exists, recording runs later than the calls, so
+      // a kernel recorded before the disposal may bind the tensor after dispose() returned.)
       const make = this.#lazy;
       this.#lazy = null;
       make();
