@@ -91,6 +91,26 @@ export {
   type MatmulOptions,
 } from "./src/ops/matmul.ts";
 export { logSoftmax, softmax, softmaxGrad } from "./src/ops/softmax.ts";
+export {
+  type AxisPadding,
+  axisPadding,
+  conv2d,
+  type Conv2dGeometryOptions,
+  conv2dInputGrad,
+  type Conv2dOptions,
+  conv2dWeightGrad,
+  type ConvActivation,
+  type Padding,
+  type Size2,
+} from "./src/ops/conv.ts";
+export {
+  avgPool2d,
+  globalAvgPool2d,
+  globalMaxPool2d,
+  maxPool2d,
+  type Pool2dOptions,
+} from "./src/ops/pool.ts";
+export { batchNorm, type BatchNormOptions } from "./src/ops/batchnorm.ts";
 export * as losses from "./src/train/losses.ts";
 export * as metrics from "./src/ops/metrics.ts";
 export * as nn from "./src/nn/mod.ts";
