@@ -79,41 +79,7 @@ fn bias_at(o: u32) -> f32 {
   return select(0.0, bias[min(o, arrayLength(&bias) - 1u)], p.has_bias == 1u);
 }
 
-// Activations, as in matmul.wgsl.
-fn safe_tanh(v: vec4<f32>) -> vec4<f32> {
-  let t = exp(-2.0 * abs(v));
-  return sign(v) * (1.0 - t) / (1.0 + t);
-}
-
-fn sigmoid(v: vec4<f32>) -> vec4<f32> {
-  let e = exp(-abs(v));
-  return select(e / (1.0 + e), 1.0 / (1.0 + e), v >= vec4(0.0));
-}
-
-fn erf_approx(v: vec4<f32>) -> vec4<f32> {
-  let z = abs(v);
-  let t = 1.0 / (1.0 + 0.5 * z);
-  let r = t * exp(-z * z - 1.26551223 + t * (1.00002368 + t * (0.37409196 + t * (0.09678418 +
-    t * (-0.18628806 + t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 +
-    t * (-0.82215223 + t * 0.17087277)))))))));
-  return sign(v) * (1.0 - r);
-}
-
-fn activate(v: vec4<f32>) -> vec4<f32> {
-  let zero = vec4(0.0);
-  switch ACT {
-    case 1u: { return select(v, zero, v < zero); }
-    case 2u: { return sigmoid(v); }
-    case 3u: { return safe_tanh(v); }
-    case 4u: { return select(p.alpha * (exp(v) - 1.0), v, v > zero); }
-    case 5u: { return select(p.alpha * v, v, v > zero); }
-    case 6u: { return 0.5 * v * (1.0 + erf_approx(v * 0.70710678118654752)); }
-    case 7u: {
-      return 0.5 * v * (1.0 + safe_tanh(0.79788456080286536 * (v + 0.044715 * v * v * v)));
-    }
-    default: { return v; }
-  }
-}
+// Activations: shaders/activation_vec4.wgsl (prepended), `activate(v)`.
 
 // The offset of the source pixel that row (n, u, v) reads at tap (ky, kx), or -1 in the padding
 // (or, in MODE 1, where no output pixel reached this input pixel through this tap).

@@ -6,6 +6,7 @@
  * the bottom or right when the total padding is odd. `conv2d` records its gradient on the tape.
  * @module
  */
+import activationSrc from "../../shaders/activation_vec4.wgsl" with { type: "text" };
 import convSrc from "../../shaders/conv2d.wgsl" with { type: "text" };
 import wgradSrc from "../../shaders/conv2d_wgrad.wgsl" with { type: "text" };
 import { record, recording } from "../autodiff/tape.ts";
@@ -18,7 +19,7 @@ import { reshape } from "./transform.ts";
 import { unaryGrad, type UnaryOp } from "./unary.ts";
 import { grid } from "./util.ts";
 
-const CONV = { name: "conv2d", code: convSrc };
+const CONV = { name: "conv2d", code: activationSrc + convSrc };
 const WGRAD = { name: "conv2d_wgrad", code: wgradSrc };
 
 /** A size given once for both spatial axes, or as `[height, width]`. */

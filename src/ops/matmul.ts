@@ -5,6 +5,7 @@
  * gradient is summed by the weight-gradient kernel itself.
  * @module
  */
+import activationSrc from "../../shaders/activation_vec4.wgsl" with { type: "text" };
 import matmulSrc from "../../shaders/matmul.wgsl" with { type: "text" };
 import { record, recording } from "../autodiff/tape.ts";
 import { fmtShape, WgradError } from "../errors.ts";
@@ -13,7 +14,7 @@ import { keep, makeTensor, type Tensor } from "../tensor.ts";
 import { softmax, softmaxGrad } from "./softmax.ts";
 import { unaryGrad, type UnaryOp } from "./unary.ts";
 
-const MATMUL = { name: "matmul", code: matmulSrc };
+const MATMUL = { name: "matmul", code: activationSrc + matmulSrc };
 
 /** Activation codes of the matmul epilogue, as numbered in `shaders/matmul.wgsl`. */
 export const ACTIVATIONS = {
