@@ -11,24 +11,7 @@
 // Every window holds at least one input element (TensorFlow's padding is < the window).
 override KIND: u32 = 0u;
 
-struct Params {
-  h: u32,
-  w: u32,
-  c: u32,
-  ho: u32,
-  wo: u32,
-  ph: u32,
-  pw: u32,
-  sh: u32,
-  sw: u32,
-  pt: u32,
-  pl: u32,
-  total: u32,
-  stride: u32,
-  _pad0: u32,
-  _pad1: u32,
-  _pad2: u32,
-}
+// struct Params: shaders/pool_params.wgsl (prepended by src/ops/pool.ts).
 
 @group(0) @binding(0) var<storage, read> x: array<f32>;
 @group(0) @binding(1) var<storage, read_write> y: array<f32>;

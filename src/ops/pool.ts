@@ -6,6 +6,7 @@
  * @module
  */
 import poolSrc from "../../shaders/pool.wgsl" with { type: "text" };
+import poolParamsSrc from "../../shaders/pool_params.wgsl" with { type: "text" };
 import poolGradSrc from "../../shaders/pool_grad.wgsl" with { type: "text" };
 import { record, recording } from "../autodiff/tape.ts";
 import { fmtShape, WgradError } from "../errors.ts";
@@ -15,8 +16,8 @@ import { axisPadding, type Padding, paddingOf, pair, type Size2 } from "./conv.t
 import { max, mean } from "./reduce.ts";
 import { grid } from "./util.ts";
 
-const POOL = { name: "pool", code: poolSrc };
-const POOL_GRAD = { name: "pool_grad", code: poolGradSrc };
+const POOL = { name: "pool", code: poolParamsSrc + poolSrc };
+const POOL_GRAD = { name: "pool_grad", code: poolParamsSrc + poolGradSrc };
 
 /** Options of {@linkcode maxPool2d} and {@linkcode avgPool2d}. */
 export interface Pool2dOptions {
