@@ -44,6 +44,20 @@ export function describeFsError(e: unknown): string {
   return msg;
 }
 
+/**
+ * Explains why a file could not be read: missing (with `missingHint` appended), read permission
+ * not granted, permission denied, a directory; otherwise the error's own message.
+ */
+export function describeReadError(e: unknown, missingHint = ""): string {
+  if (e instanceof Deno.errors.NotFound) return `no such file${missingHint}`;
+  if (e instanceof Deno.errors.NotCapable) {
+    return "read access not granted (run with --allow-read for it)";
+  }
+  if (e instanceof Deno.errors.PermissionDenied) return "permission denied";
+  if (e instanceof Deno.errors.IsADirectory) return "it is a directory";
+  return e instanceof Error ? e.message : String(e);
+}
+
 function split(path: string): { dir: string; base: string } {
   const i = path.lastIndexOf("/");
   if (i < 0) return { dir: ".", base: path };

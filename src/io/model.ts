@@ -33,6 +33,7 @@ import {
   MODEL_WEIGHTS,
   readTrainingState,
 } from "./model_config.ts";
+import { describeReadError } from "./atomic.ts";
 import { readSafetensors } from "./safetensors.ts";
 
 type Obj = Record<string, unknown>;
@@ -360,11 +361,7 @@ export async function loadModel(dir: string): Promise<Sequential> {
   try {
     text = await Deno.readTextFile(file);
   } catch (e) {
-    const why = e instanceof Deno.errors.NotFound
-      ? "no such file (was the model saved with model.save(dir)?)"
-      : e instanceof Deno.errors.NotCapable
-      ? "read access not granted (run with --allow-read for it)"
-      : (e as Error).message;
+    const why = describeReadError(e, " (was the model saved with model.save(dir)?)");
     throw new WgradError("value", `model file "${file}": cannot read it: ${why}`, { cause: e });
   }
   const f = new Fields(file);

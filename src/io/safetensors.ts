@@ -17,7 +17,7 @@
  * @module
  */
 import { fmtShape, WgradError } from "../errors.ts";
-import { writeFileAtomic } from "./atomic.ts";
+import { describeReadError, writeFileAtomic } from "./atomic.ts";
 import { JsonSyntaxError, type JsonValue, parseJsonStrict } from "./json.ts";
 
 /** Bytes per element of every dtype of the specification that this module reads and writes. */
@@ -552,15 +552,7 @@ export async function readSafetensors(path: string): Promise<SafetensorsFile> {
   try {
     bytes = await Deno.readFile(path);
   } catch (e) {
-    const why = e instanceof Deno.errors.NotFound
-      ? "no such file"
-      : e instanceof Deno.errors.NotCapable
-      ? "read access not granted (run with --allow-read for it)"
-      : e instanceof Deno.errors.PermissionDenied
-      ? "permission denied"
-      : e instanceof Deno.errors.IsADirectory
-      ? "it is a directory"
-      : (e as Error).message;
+    const why = describeReadError(e);
     throw new WgradError("value", `safetensors file "${path}": cannot read it: ${why}`, {
       cause: e,
     });
