@@ -78,7 +78,7 @@ Deno.test("checkpoint: 2 epochs + save + loadModel + 2 epochs (initialEpoch 2) e
   const fitOptions = { batchSize: 8, seed: 7, verbose: 0 as const };
   await withTempDir(async (dir) => {
     const straight = model(3);
-    let resumed: nn.Sequential | null = null;
+    let resumed: nn.Model | null = null;
     const first = model(3);
     try {
       compile(straight, adamScheduled());
@@ -192,7 +192,7 @@ Deno.test("checkpoint: modelCheckpoint writes {epoch:02d} directories, keeps the
   const { x, y } = makeData(16, 4);
   await withTempDir(async (dir) => {
     const m = model(6);
-    const loaded: nn.Sequential[] = [];
+    const loaded: nn.Model[] = [];
     try {
       compile(m, optim.adam({ learningRate: 0.01 }));
       const ckpt = callbacks.modelCheckpoint(`${dir}/e{epoch:02d}-{loss:.3f}`, { keepLast: 2 });

@@ -33,7 +33,7 @@ function assertBitwise(a: Float32Array, b: Float32Array, label: string): void {
   }
 }
 
-async function assertSameWeights(a: nn.Sequential, b: nn.Sequential, label: string) {
+async function assertSameWeights(a: nn.Model, b: nn.Model, label: string) {
   const wa = await a.getWeights(), wb = await b.getWeights();
   assert(wa.length === wb.length, `${label}: ${wa.length} vs ${wb.length} weights`);
   wa.forEach((w, i) => assertBitwise(w, wb[i], `${label}: weight ${i}`));
@@ -209,7 +209,7 @@ Deno.test("save/loadModel: a trained, compiled model predicts bitwise alike and 
     const x = rng.floats(N * 12, -2, 2);
     const y = Int32Array.from({ length: N }, () => rng.int(0, 2));
     const model = bigModel();
-    let loaded: nn.Sequential | null = null;
+    let loaded: nn.Model | null = null;
     try {
       model.compile({
         optimizer: optim.adam({
@@ -275,7 +275,7 @@ Deno.test("save/loadModel: a trained, compiled model predicts bitwise alike and 
 Deno.test("save/loadModel: uncompiled and name-compiled models; saving again replaces", async () => {
   await withTempDir(async (dir) => {
     const a = mlp(9);
-    let b: nn.Sequential | null = null, c: nn.Sequential | null = null;
+    let b: nn.Model | null = null, c: nn.Model | null = null;
     try {
       await a.save(`${dir}/plain/`);
       b = await nn.loadModel(`${dir}/plain`);
@@ -314,10 +314,10 @@ Deno.test("loadModel: malformed model.json and weights name the file and the fie
           "unknown layer",
           (j) => {
             const c = structuredClone(j) as { config: { layers: { class_name: string }[] } };
-            c.config.layers[1].class_name = "Conv2D";
+            c.config.layers[1].class_name = "Conv3D";
             return c;
           },
-          ['config.layers[1].class_name: unknown layer class "Conv2D"'],
+          ['config.layers[1].class_name: unknown layer class "Conv3D"'],
         ],
         [
           "bad units",

@@ -1,12 +1,27 @@
 /**
- * `loadModel(dir)`: rebuilds a Sequential model saved by `model.save(dir)` from `model.json`,
- * loads `model.safetensors` into it and compiles it again when compile settings were saved.
+ * `loadModel(dir)`: rebuilds a Sequential or functional model saved by `model.save(dir)` from
+ * `model.json`, loads `model.safetensors` into it and compiles it again when compile settings
+ * were saved.
  * Every field is checked; errors name the file and the field.
  * @module
  */
 import { WgradError } from "../errors.ts";
 import { Activation, Dense, Dropout, Flatten, type Layer, Reshape } from "../nn/layers.ts";
 import { Sequential } from "../nn/sequential.ts";
+import {
+  Add,
+  AveragePooling2D,
+  BatchNormalization,
+  Conv2D,
+  GlobalAveragePooling2D,
+  GlobalMaxPooling2D,
+  InputLayer,
+  MaxPooling2D,
+} from "../nn/conv_layers.ts";
+import { Functional } from "../nn/functional.ts";
+import type { Model } from "../nn/model.ts";
+import type { SymbolicTensor } from "../nn/symbolic.ts";
+import type { Tensor } from "../tensor.ts";
 import * as initializers from "../nn/initializers.ts";
 import * as regularizers from "../nn/regularizers.ts";
 import { adagrad, adam, adamw, rmsprop, sgd } from "../optim/optimizers.ts";
@@ -186,15 +201,7 @@ const LAYERS: Record<string, (c: Obj, name: string, f: Fields, path: string) => 
         name,
         activation,
         alpha: f.optNum(c, "alpha", p),
-        useBias: f.optBool(c, "use_bias", p),
-        kernelInitializer: f.has(c, "kernel_initializer")
-          ? initializer(c.kernel_initializer, f, `${p}.kernel_initializer`)
-          : undefined,
-        biasInitializer: f.has(c, "bias_initializer")
-          ? initializer(c.bias_initializer, f, `${p}.bias_initializer`)
-          : undefined,
-        kernelRegularizer: regularizer(c.kernel_regularizer, f, `${p}.kernel_regularizer`),
-        biasRegularizer: regularizer(c.bias_regularizer, f, `${p}.bias_regularizer`),
+        ...kernelOptions(c, f, p),
       }));
   },
   Flatten: (_c, name) => new Flatten(name),
@@ -210,7 +217,208 @@ const LAYERS: Record<string, (c: Obj, name: string, f: Fields, path: string) => 
     const rate = f.num(c, "rate", p);
     return f.build(p, () => new Dropout(rate, { name }));
   },
+  Conv2D: (c, name, f, p) => {
+    const filters = f.num(c, "filters", p);
+    const activation = f.has(c, "activation") && c.activation !== null
+      ? f.str(c, "activation", p)
+      : undefined;
+    const padding = f.has(c, "padding") ? f.str(c, "padding", p) : undefined;
+    return f.build(p, () =>
+      new Conv2D(filters, {
+        name,
+        kernelSize: pairField(c, "kernel_size", f, p)!,
+        strides: pairField(c, "strides", f, p),
+        dilation: pairField(c, "dilation_rate", f, p),
+        padding: padding as "same" | "valid" | undefined,
+        activation,
+        alpha: f.optNum(c, "alpha", p),
+        ...kernelOptions(c, f, p),
+      }));
+  },
+  MaxPooling2D: (c, name, f, p) => {
+    const o = poolFields(c, f, p);
+    return f.build(p, () => new MaxPooling2D({ name, ...o }));
+  },
+  AveragePooling2D: (c, name, f, p) => {
+    const o = poolFields(c, f, p);
+    return f.build(p, () => new AveragePooling2D({ name, ...o }));
+  },
+  GlobalAveragePooling2D: (_c, name) => new GlobalAveragePooling2D(name),
+  GlobalMaxPooling2D: (_c, name) => new GlobalMaxPooling2D(name),
+  BatchNormalization: (c, name, f, p) => {
+    if (f.has(c, "axis") && c.axis !== -1) {
+      f.fail(`${p}.axis`, `only axis -1 (channels last) is supported, got ${show(c.axis)}`);
+    }
+    const init = (key: string) => f.has(c, key) ? initializer(c[key], f, `${p}.${key}`) : undefined;
+    return f.build(p, () =>
+      new BatchNormalization({
+        name,
+        momentum: f.optNum(c, "momentum", p),
+        epsilon: f.optNum(c, "epsilon", p),
+        gammaInitializer: init("gamma_initializer"),
+        betaInitializer: init("beta_initializer"),
+        movingMeanInitializer: init("moving_mean_initializer"),
+        movingVarianceInitializer: init("moving_variance_initializer"),
+        gammaRegularizer: regularizer(c.gamma_regularizer, f, `${p}.gamma_regularizer`),
+        betaRegularizer: regularizer(c.beta_regularizer, f, `${p}.beta_regularizer`),
+      }));
+  },
+  Add: (_c, name) => new Add(name),
 };
+
+/** The options of a kernel-and-bias layer (Dense, Conv2D). */
+function kernelOptions(c: Obj, f: Fields, p: string) {
+  return {
+    useBias: f.optBool(c, "use_bias", p),
+    kernelInitializer: f.has(c, "kernel_initializer")
+      ? initializer(c.kernel_initializer, f, `${p}.kernel_initializer`)
+      : undefined,
+    biasInitializer: f.has(c, "bias_initializer")
+      ? initializer(c.bias_initializer, f, `${p}.bias_initializer`)
+      : undefined,
+    kernelRegularizer: regularizer(c.kernel_regularizer, f, `${p}.kernel_regularizer`),
+    biasRegularizer: regularizer(c.bias_regularizer, f, `${p}.bias_regularizer`),
+  };
+}
+
+/** A `[h, w]` option (or one integer for both), when present. */
+function pairField(c: Obj, key: string, f: Fields, p: string): [number, number] | undefined {
+  if (!f.has(c, key) || c[key] === null) return undefined;
+  if (typeof c[key] === "number") {
+    const n = f.num(c, key, p);
+    return [n, n];
+  }
+  const v = f.ints(c, key, p);
+  if (v.length !== 2) f.fail(`${p}.${key}`, `expected two integers, got ${show(v)}`);
+  return [v[0], v[1]];
+}
+
+function poolFields(
+  c: Obj,
+  f: Fields,
+  p: string,
+): { poolSize?: [number, number]; strides?: [number, number]; padding?: "same" | "valid" } {
+  const padding = f.has(c, "padding") ? f.str(c, "padding", p) : undefined;
+  return {
+    poolSize: pairField(c, "pool_size", f, p),
+    strides: pairField(c, "strides", f, p),
+    padding: padding as "same" | "valid" | undefined,
+  };
+}
+
+/** Reads a `[layer name, node index, 0]` reference of a functional model. */
+function nodeRef(v: unknown, f: Fields, path: string): [string, number] {
+  if (
+    !Array.isArray(v) || v.length < 2 || typeof v[0] !== "string" || !Number.isInteger(v[1]) ||
+    v[1] < 0
+  ) {
+    f.fail(path, `expected [layer name, node index, 0], got ${show(v)}`);
+  }
+  return [v[0] as string, v[1] as number];
+}
+
+/** Rebuilds a functional model's graph from its config. */
+function functionalFromConfig(
+  config: Obj,
+  f: Fields,
+  name: string,
+  seed: number,
+): Functional<unknown> {
+  const layersRaw = f.get(config, "layers", "config");
+  if (!Array.isArray(layersRaw) || layersRaw.length === 0) {
+    f.fail("config.layers", `expected a non-empty array of layers, got ${show(layersRaw)}`);
+  }
+  const made: { layer: Layer; inbound: [string, number][][]; path: string }[] = [];
+  const byName = new Map<string, number>();
+  (layersRaw as unknown[]).forEach((v, i) => {
+    const path = `config.layers[${i}]`;
+    const o = f.obj(v, path);
+    const cls = f.str(o, "class_name", path);
+    const lname = f.str(o, "name", path);
+    if (byName.has(lname)) f.fail(`${path}.name`, `two layers are named ${show(lname)}`);
+    const c = f.obj(f.get(o, "config", path), `${path}.config`);
+    let layer: Layer;
+    if (cls === "InputLayer") {
+      const shape = f.get(c, "batch_shape", `${path}.config`);
+      if (!Array.isArray(shape) || shape.length < 2 || shape[0] !== null) {
+        f.fail(
+          `${path}.config.batch_shape`,
+          `expected [null, ...sample shape], got ${show(shape)}`,
+        );
+      }
+      layer = f.build(path, () => new InputLayer((shape as number[]).slice(1), { name: lname }));
+    } else {
+      const make = LAYERS[cls];
+      if (!make) {
+        f.fail(
+          `${path}.class_name`,
+          `unknown layer class "${cls}"; known: InputLayer, ${Object.keys(LAYERS).join(", ")}`,
+        );
+      }
+      layer = make(c, lname, f, `${path}.config`);
+    }
+    const nodesRaw = f.get(o, "inbound_nodes", path);
+    if (!Array.isArray(nodesRaw)) f.fail(`${path}.inbound_nodes`, "expected an array");
+    const inbound = (nodesRaw as unknown[]).map((n, k) => {
+      if (!Array.isArray(n) || n.length === 0) {
+        f.fail(`${path}.inbound_nodes[${k}]`, `expected a non-empty array, got ${show(n)}`);
+      }
+      return (n as unknown[]).map((r, j) => nodeRef(r, f, `${path}.inbound_nodes[${k}][${j}]`));
+    });
+    byName.set(lname, made.length);
+    made.push({ layer, inbound, path });
+  });
+  // Symbols by `name:node`; inputs first, then every node whose inputs exist, until none is left.
+  const symbols = new Map<string, SymbolicTensor>();
+  for (const m of made) {
+    if (m.layer instanceof InputLayer) symbols.set(`${m.layer.name}:0`, m.layer.symbol());
+  }
+  const pending = made.flatMap((m) =>
+    m.inbound.map((refs, k) => ({ m, refs, k, path: `${m.path}.inbound_nodes[${k}]` }))
+  );
+  for (const p of pending) {
+    for (const [ln] of p.refs) {
+      if (!byName.has(ln)) f.fail(p.path, `refers to an unknown layer ${show(ln)}`);
+    }
+  }
+  while (pending.length) {
+    const i = pending.findIndex((p) => p.refs.every(([ln, k]) => symbols.has(`${ln}:${k}`)));
+    if (i < 0) {
+      const p = pending[0];
+      f.fail(
+        p.path,
+        `its inputs ${
+          show(p.refs.map(([ln, k]) => `${ln}[${k}]`))
+        } are never made (a missing node or a cycle)`,
+      );
+    }
+    const [p] = pending.splice(i, 1);
+    const args = p.refs.map(([ln, k]) => symbols.get(`${ln}:${k}`)!);
+    const out = f.build(p.path, () => p.m.layer.apply(args.length === 1 ? args[0] : args));
+    symbols.set(`${p.m.layer.name}:${p.k}`, out);
+  }
+  const refs = (key: string): SymbolicTensor[] => {
+    const raw = f.get(config, key, "config");
+    if (!Array.isArray(raw) || raw.length === 0) {
+      f.fail(`config.${key}`, `expected a non-empty array, got ${show(raw)}`);
+    }
+    return (raw as unknown[]).map((r, i) => {
+      const [ln, k] = nodeRef(r, f, `config.${key}[${i}]`);
+      const s = symbols.get(`${ln}:${k}`);
+      if (!s) f.fail(`config.${key}[${i}]`, `refers to an unknown node ${show(r)}`);
+      return s!;
+    });
+  };
+  const inputs = refs("input_layers");
+  const outputs = refs("output_layers");
+  return f.build("config", () =>
+    new Functional({
+      inputs,
+      outputs: outputs.length === 1 ? outputs[0] : outputs,
+      name,
+      seed,
+    }));
+}
 
 function learningRate(v: unknown, f: Fields, path: string): LearningRate {
   if (typeof v === "number") return v;
@@ -350,11 +558,12 @@ function compileOptions(v: unknown, f: Fields): CompileOptions {
 
 /**
  * Rebuilds a model saved with `model.save(dir)`: reads `dir/model.json`, makes every layer from
- * its configuration, builds the model for the saved input shape with the saved name and seed,
+ * its configuration, builds the model (a Sequential one for the saved input shape, a functional
+ * one from its saved connections) with the saved name and seed,
  * loads `dir/model.safetensors` (checking every name, dtype and shape), and compiles it when
  * compile settings were saved. The result predicts exactly as the saved model did.
  */
-export async function loadModel(dir: string): Promise<Sequential> {
+export async function loadModel<Out = Tensor<"f32">>(dir: string): Promise<Model<Out>> {
   const base = dir.endsWith("/") ? dir : `${dir}/`;
   const file = `${base}${MODEL_JSON}`;
   let text: string;
@@ -381,19 +590,23 @@ export async function loadModel(dir: string): Promise<Sequential> {
   if (version !== MODEL_FORMAT_VERSION) {
     f.fail("format_version", `version ${version} is not supported (this wgrad reads "1")`);
   }
-  if (root.class_name !== "Sequential") {
-    f.fail("class_name", `only "Sequential" models can be loaded, got ${show(root.class_name)}`);
+  if (root.class_name !== "Sequential" && root.class_name !== "Functional") {
+    f.fail(
+      "class_name",
+      `expected "Sequential" or "Functional", got ${show(root.class_name)}`,
+    );
   }
+  const functional = root.class_name === "Functional";
   const config = f.obj(f.get(root, "config", "(top level)"), "config");
   const name = f.str(config, "name", "config");
   const seed = f.num(config, "seed", "config");
-  const inputRaw = f.get(config, "input_shape", "config");
+  const inputRaw = functional ? null : f.get(config, "input_shape", "config");
   const inputShape = inputRaw === null ? null : f.ints(config, "input_shape", "config");
   const layersRaw = f.get(config, "layers", "config");
   if (!Array.isArray(layersRaw) || layersRaw.length === 0) {
     f.fail("config.layers", `expected a non-empty array of layers, got ${show(layersRaw)}`);
   }
-  const layers = (layersRaw as unknown[]).map((v, i) => {
+  const layers = functional ? [] : (layersRaw as unknown[]).map((v, i) => {
     const path = `config.layers[${i}]`;
     const o = f.obj(v, path);
     const cls = f.str(o, "class_name", path);
@@ -417,13 +630,13 @@ export async function loadModel(dir: string): Promise<Sequential> {
   const compile = root.compile === null || root.compile === undefined
     ? null
     : compileOptions(root.compile, f);
-  const model = f.build(
+  const model: Model<unknown> = functional ? functionalFromConfig(config, f, name, seed) : f.build(
     "config",
     () => new Sequential(layers, { name, seed, ...(inputShape ? { inputShape } : {}) }),
   );
   try {
     let restore: (() => void) | null = null;
-    if (inputShape) {
+    if (model.built) {
       const wfile = `${base}${weightsName}`;
       const entries = model.weightEntries;
       const wf = await readSafetensors(wfile);
@@ -444,7 +657,12 @@ export async function loadModel(dir: string): Promise<Sequential> {
         }
       }
       if (compile && raw !== undefined && raw !== null) {
-        const state = readTrainingState(raw, entries, wf, `weights file "${wfile}"`);
+        const state = readTrainingState(
+          raw,
+          entries.filter((e) => e.trainable),
+          wf,
+          `weights file "${wfile}"`,
+        );
         restore = () => setTrainingState(model, state);
       }
     }
@@ -454,5 +672,5 @@ export async function loadModel(dir: string): Promise<Sequential> {
     model.dispose();
     throw e;
   }
-  return model;
+  return model as Model<Out>;
 }

@@ -7,7 +7,6 @@
  */
 import { fmtShape, WgradError } from "../errors.ts";
 import { Adagrad, Adam, AdamW, RMSprop, SGD } from "../optim/optimizers.ts";
-import type { Layer } from "../nn/layers.ts";
 import type { Tensor } from "../tensor.ts";
 import type { CompileOptions, TrainingState } from "../train/trainer.ts";
 import type { LossSpec } from "../train/losses.ts";
@@ -50,21 +49,51 @@ export interface CompileRecord {
   metrics: string[];
 }
 
+/** A layer of a functional model in model.json: its record and where its inputs come from. */
+export interface FunctionalLayerRecord extends LayerRecord {
+  /**
+   * One entry per application of the layer: the `[layer name, node index, 0]` of each input,
+   * as Keras writes them. Empty for input layers.
+   */
+  inbound_nodes: [string, number, number][][];
+}
+
+/** The `config` of a Sequential model in model.json. */
+export interface SequentialConfig {
+  /** The model's name. */
+  name: string;
+  /** The seed of its initial weights. */
+  seed: number;
+  /** The shape of one input sample, or null when the model was not built. */
+  input_shape: number[] | null;
+  /** The layers, in order. */
+  layers: LayerRecord[];
+}
+
+/** The `config` of a functional model in model.json. */
+export interface FunctionalConfig {
+  /** The model's name. */
+  name: string;
+  /** The seed of its initial weights. */
+  seed: number;
+  /** The layers in the order they run, with their connections. */
+  layers: FunctionalLayerRecord[];
+  /** The model's inputs, as `[layer name, node index, 0]`. */
+  input_layers: [string, number, number][];
+  /** The model's outputs, as `[layer name, node index, 0]`. */
+  output_layers: [string, number, number][];
+}
+
 /** The contents of model.json. */
 export interface ModelRecord {
   /** Always `"wgrad"`. */
   format: "wgrad";
   /** {@linkcode MODEL_FORMAT_VERSION}. */
   format_version: string;
-  /** Always `"Sequential"` for now. */
-  class_name: "Sequential";
+  /** `"Sequential"` or `"Functional"`. */
+  class_name: "Sequential" | "Functional";
   /** The model. */
-  config: {
-    name: string;
-    seed: number;
-    input_shape: number[] | null;
-    layers: LayerRecord[];
-  };
+  config: SequentialConfig | FunctionalConfig;
   /** The compile settings, or null when not compiled (or not serialisable, see `compile_note`). */
   compile: CompileRecord | null;
   /** Why the compile settings were left out, when the model was compiled but they were. */
@@ -100,16 +129,8 @@ export const OPTIMIZER_PREFIX = "optimizer/";
 
 /** What the serialiser needs of a model. */
 export interface ModelLike {
-  /** The model's name. */
-  readonly name: string;
-  /** The seed of its initial weights. */
-  readonly seed: number;
-  /** Its layers, in order. */
-  readonly layers: readonly Layer[];
-  /** Whether it is built (its input shape known). */
-  readonly built: boolean;
-  /** The shape of one input sample (read only when built). */
-  readonly inputShape: readonly number[];
+  /** Its architecture: the `class_name` and `config` of model.json. */
+  architecture(): Pick<ModelRecord, "class_name" | "config">;
 }
 
 /** Serialises an optimizer, or explains why it cannot be. */
@@ -189,21 +210,10 @@ export function lossRecord(l: unknown): ClassRecord | string {
 
 /** The model.json record of a model (compile settings from `compile`, if it was compiled). */
 export function modelRecord(model: ModelLike, compile: CompileOptions | null): ModelRecord {
-  const layers = model.layers.map((l) => ({
-    class_name: l.className,
-    name: l.name,
-    config: l.getConfig(),
-  }));
   const rec: ModelRecord = {
     format: "wgrad",
     format_version: MODEL_FORMAT_VERSION,
-    class_name: "Sequential",
-    config: {
-      name: model.name,
-      seed: model.seed,
-      input_shape: model.built ? [...model.inputShape] : null,
-      layers,
-    },
+    ...model.architecture(),
     compile: null,
     weights: MODEL_WEIGHTS,
   };

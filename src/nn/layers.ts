@@ -9,7 +9,8 @@ import { linear } from "../ops/matmul.ts";
 import { dropout } from "../ops/dropout.ts";
 import { softmax } from "../ops/softmax.ts";
 import { reshape } from "../ops/transform.ts";
-import type { Tensor } from "../tensor.ts";
+import { type Tensor, tensor } from "../tensor.ts";
+import { Philox } from "../random.ts";
 import {
   type ActivationLike,
   type ActivationName,
@@ -20,6 +21,7 @@ import {
 } from "./activations.ts";
 import { type Initializer, type InitializerLike, resolveInitializer } from "./initializers.ts";
 import type { Regularizer } from "./regularizers.ts";
+import { type GraphNode, SymbolicTensor } from "./symbolic.ts";
 
 /** A weight a layer asks for. */
 export interface WeightSpec {
@@ -60,6 +62,10 @@ export abstract class Layer {
   outputShape: number[] | null = null;
   /** Position in the model, used to vary random streams. */
   index = 0;
+  /** @internal Whether a model has given the layer its position (kept when models share it). */
+  placed = false;
+  /** @internal The graph nodes where this layer was applied to symbols, in order. */
+  readonly nodes: GraphNode[] = [];
 
   /** @param name an explicit name, or the model assigns one */
   constructor(name?: string) {
@@ -71,7 +77,9 @@ export abstract class Layer {
 
   /** The base of automatic names, e.g. `"dense"`. */
   get baseName(): string {
-    return this.className.replace(/([a-z0-9])([A-Z])/g, "$1_$2").toLowerCase();
+    // Keras's to_snake_case: "MaxPooling2D" → "max_pooling2d", "Conv2D" → "conv2d".
+    return this.className.replace(/(.)([A-Z][a-z]+)/g, "$1_$2").replace(/([a-z])([A-Z])/g, "$1_$2")
+      .toLowerCase();
   }
 
   /** The output shape for an input shape (both without the batch axis); throws on bad shapes. */
@@ -85,12 +93,122 @@ export abstract class Layer {
   /** Applies the layer to a batch. */
   abstract call(x: Tensor<"f32">, ctx: CallContext): Tensor<"f32">;
 
+  /** Applies a layer that takes several inputs (merge layers); others take exactly one. */
+  callMany(xs: readonly Tensor<"f32">[], ctx: CallContext): Tensor<"f32"> {
+    return this.call(xs[0], ctx);
+  }
+
+  /** The output shape for several input shapes; layers other than merges take one input. */
+  computeOutputShapeMany(inputs: readonly (readonly number[])[]): number[] {
+    if (inputs.length !== 1) {
+      throw new WgradError(
+        "value",
+        `${this.where()} takes one input, got ${inputs.length}`,
+      );
+    }
+    return this.computeOutputShape(inputs[0]);
+  }
+
+  /**
+   * Applies the layer to symbolic inputs (the functional API): checks their shapes now, naming
+   * the layer, and returns the output symbol. A layer applied twice shares its weights; it must
+   * then see the same input shapes.
+   *
+   * ```ts
+   * const x = nn.input([28, 28, 1]);
+   * const h = nn.conv2d(6, { kernelSize: 5, activation: "tanh" }).apply(x);
+   * ```
+   */
+  apply(x: SymbolicTensor | readonly SymbolicTensor[]): SymbolicTensor {
+    const inputs = Array.isArray(x) ? [...x] as SymbolicTensor[] : [x as SymbolicTensor];
+    inputs.forEach((s, i) => {
+      if (!(s instanceof SymbolicTensor)) {
+        throw new WgradError(
+          "value",
+          `${this.where()}.apply: input ${i} is not a symbolic tensor (nn.input or a layer's ` +
+            `output), got ${describeValue(s)}`,
+        );
+      }
+    });
+    const shapes = inputs.map((s) => s.shape);
+    let out: number[];
+    if (this.inputShape === null) {
+      out = this.computeOutputShapeMany(shapes);
+      this.build(shapes[0], out);
+    } else {
+      const seen = this.nodes.length ? this.nodes[0].inputs.map((s) => s.shape) : [this.inputShape];
+      const same = seen.length === shapes.length &&
+        seen.every((s, i) => fmtBatchShape(s) === fmtBatchShape(shapes[i]));
+      if (!same) {
+        throw new WgradError(
+          "shape",
+          `${this.where()} was built for inputs ${
+            seen.map(fmtBatchShape).join(", ")
+          } and cannot be applied to ${inputs.map((s) => s.describe()).join(", ")}`,
+        );
+      }
+      out = [...this.outputShape!];
+    }
+    const node: { layer: Layer; inputs: SymbolicTensor[]; output: SymbolicTensor | null } = {
+      layer: this,
+      inputs,
+      output: null,
+    };
+    node.output = new SymbolicTensor(out, node as GraphNode, this.name || this.baseName);
+    this.nodes.push(node as GraphNode);
+    return node.output;
+  }
+
+  /** The symbol this layer produced, when it was applied exactly once (Keras's `layer.output`). */
+  get output(): SymbolicTensor {
+    return this.#onlyNode("output").output;
+  }
+
+  /** The symbol this layer was applied to, when it was applied exactly once (`layer.input`). */
+  get input(): SymbolicTensor {
+    return this.#onlyNode("input").inputs[0];
+  }
+
+  #onlyNode(what: string): GraphNode {
+    if (this.nodes.length !== 1) {
+      throw new WgradError(
+        "value",
+        `${this.where()}.${what}: the layer has been applied ${this.nodes.length} times; ` +
+          (this.nodes.length === 0
+            ? "build its model (nn.sequential with an inputShape) or apply it to a symbol first"
+            : "use the symbols that apply() returned"),
+      );
+    }
+    return this.nodes[0];
+  }
+
+  /**
+   * Makes the weights (once) for the built input shape; `seedOf(k)` seeds weight k. A layer
+   * whose weights exist (shared by two models) keeps them.
+   */
+  createWeights(seedOf: (k: number) => number): void {
+    if (this.weights.length || !this.inputShape) return;
+    const specs = this.weightSpecs(this.inputShape);
+    const made: Tensor<"f32">[] = [];
+    try {
+      specs.forEach((s, k) => {
+        const t = tensor(s.initializer.values(s.shape, new Philox(seedOf(k))), s.shape);
+        t.name = `${this.name}/${s.name}`;
+        made.push(t as Tensor<"f32">);
+      });
+    } catch (e) {
+      for (const t of made) t.dispose();
+      throw e;
+    }
+    this.weights = made;
+  }
+
   /** Keras-style configuration (for summaries and model files). */
   abstract getConfig(): Record<string, unknown>;
 
   /** Records the shapes; called by the model when it is built. */
-  build(input: readonly number[]): number[] {
-    const out = this.computeOutputShape(input);
+  build(input: readonly number[], computed?: readonly number[]): number[] {
+    const out = computed ? [...computed] : this.computeOutputShape(input);
     if (out.some((d) => !Number.isInteger(d) || d <= 0)) {
       throw new WgradError(
         "shape",
@@ -110,7 +228,7 @@ export abstract class Layer {
 
   /** A message prefix naming the layer. */
   protected where(): string {
-    return `layer "${this.name}" (${this.className})`;
+    return `layer "${this.name || this.baseName}" (${this.className})`;
   }
 }
 
@@ -134,16 +252,63 @@ export interface DenseOptions {
   name?: string;
 }
 
-/** Keras's `{ class_name, config }` form of an initializer. */
-function serializeInit(i: Initializer): { class_name: string; config: Record<string, number> } {
+/** @internal Keras's `{ class_name, config }` form of an initializer. */
+export function serializeInit(
+  i: Initializer,
+): { class_name: string; config: Record<string, number> } {
   return { class_name: i.className, config: { ...i.config } };
 }
 
 /** Keras's `{ class_name, config }` form of a regularizer, or null. */
-function serializeReg(
+export function serializeReg(
   r: Regularizer | undefined,
 ): { class_name: string; config: { l1: number; l2: number } } | null {
   return r ? { class_name: r.className, config: { ...r.config } } : null;
+}
+
+/** What a layer with a kernel and an optional bias (Dense, Conv2D) configures. */
+export interface KernelLayerSettings {
+  readonly useBias: boolean;
+  readonly kernelInitializer: Initializer;
+  readonly biasInitializer: Initializer;
+  readonly kernelRegularizer?: Regularizer;
+  readonly biasRegularizer?: Regularizer;
+}
+
+/** The kernel of `kernelShape` and, with `useBias`, the bias `[units]`. */
+export function kernelAndBias(
+  l: KernelLayerSettings,
+  kernelShape: number[],
+  units: number,
+): WeightSpec[] {
+  const specs: WeightSpec[] = [{
+    name: "kernel",
+    shape: kernelShape,
+    initializer: l.kernelInitializer,
+    regularizer: l.kernelRegularizer,
+    trainable: true,
+  }];
+  if (l.useBias) {
+    specs.push({
+      name: "bias",
+      shape: [units],
+      initializer: l.biasInitializer,
+      regularizer: l.biasRegularizer,
+      trainable: true,
+    });
+  }
+  return specs;
+}
+
+/** The Keras config entries of a kernel-and-bias layer. */
+export function kernelConfig(l: KernelLayerSettings): Record<string, unknown> {
+  return {
+    use_bias: l.useBias,
+    kernel_initializer: serializeInit(l.kernelInitializer),
+    bias_initializer: serializeInit(l.biasInitializer),
+    kernel_regularizer: serializeReg(l.kernelRegularizer),
+    bias_regularizer: serializeReg(l.biasRegularizer),
+  };
 }
 
 /** A fully connected layer: y = activation(x·W + b) over the last axis. */
@@ -177,6 +342,11 @@ export class Dense extends Layer {
     this.biasRegularizer = options.biasRegularizer;
   }
 
+  /** Applies the layer to a symbol; the rank is kept (the last axis becomes `units`). */
+  override apply<R extends number>(x: SymbolicTensor<R>): SymbolicTensor<R> {
+    return super.apply(x) as SymbolicTensor<R>;
+  }
+
   computeOutputShape(input: readonly number[]): number[] {
     if (input.length < 1) {
       throw new WgradError(
@@ -188,24 +358,7 @@ export class Dense extends Layer {
   }
 
   override weightSpecs(input: readonly number[]): WeightSpec[] {
-    const inFeatures = input[input.length - 1];
-    const specs: WeightSpec[] = [{
-      name: "kernel",
-      shape: [inFeatures, this.units],
-      initializer: this.kernelInitializer,
-      regularizer: this.kernelRegularizer,
-      trainable: true,
-    }];
-    if (this.useBias) {
-      specs.push({
-        name: "bias",
-        shape: [this.units],
-        initializer: this.biasInitializer,
-        regularizer: this.biasRegularizer,
-        trainable: true,
-      });
-    }
-    return specs;
+    return kernelAndBias(this, [input[input.length - 1], this.units], this.units);
   }
 
   call(x: Tensor<"f32">): Tensor<"f32"> {
@@ -228,11 +381,7 @@ export class Dense extends Layer {
       units: this.units,
       activation: this.activation,
       alpha: this.alpha,
-      use_bias: this.useBias,
-      kernel_initializer: serializeInit(this.kernelInitializer),
-      bias_initializer: serializeInit(this.biasInitializer),
-      kernel_regularizer: serializeReg(this.kernelRegularizer),
-      bias_regularizer: serializeReg(this.biasRegularizer),
+      ...kernelConfig(this),
     };
   }
 }
@@ -240,6 +389,11 @@ export class Dense extends Layer {
 /** Flattens all axes but the batch axis. */
 export class Flatten extends Layer {
   readonly className = "Flatten";
+
+  /** Applies the layer to a symbol; the result has rank 2. */
+  override apply(x: SymbolicTensor): SymbolicTensor<2> {
+    return super.apply(x) as SymbolicTensor<2>;
+  }
 
   computeOutputShape(input: readonly number[]): number[] {
     return [input.reduce((a, b) => a * b, 1)];
@@ -255,9 +409,14 @@ export class Flatten extends Layer {
 }
 
 /** Reshapes each sample to `targetShape` (one dimension may be -1). */
-export class Reshape extends Layer {
+export class Reshape<R extends number = number> extends Layer {
   readonly className = "Reshape";
   readonly targetShape: number[];
+
+  /** Applies the layer to a symbol; the rank follows the target shape. */
+  override apply(x: SymbolicTensor): SymbolicTensor<R> {
+    return super.apply(x) as SymbolicTensor<R>;
+  }
 
   /** @param targetShape the shape of one sample */
   constructor(targetShape: readonly number[], options: { name?: string } = {}) {
@@ -295,6 +454,11 @@ export class Reshape extends Layer {
 /** Applies an activation. */
 export class Activation extends Layer {
   readonly className = "Activation";
+
+  /** Applies the layer to a symbol; the shape is kept. */
+  override apply<R extends number>(x: SymbolicTensor<R>): SymbolicTensor<R> {
+    return super.apply(x) as SymbolicTensor<R>;
+  }
   readonly activation: ActivationName;
   readonly alpha: number;
 
@@ -324,6 +488,11 @@ export class Activation extends Layer {
 /** Inverted dropout in training; the identity in evaluate and predict. */
 export class Dropout extends Layer {
   readonly className = "Dropout";
+
+  /** Applies the layer to a symbol; the shape is kept. */
+  override apply<R extends number>(x: SymbolicTensor<R>): SymbolicTensor<R> {
+    return super.apply(x) as SymbolicTensor<R>;
+  }
   readonly rate: number;
 
   /** @param rate the fraction of inputs to zero, in [0, 1) */
@@ -347,4 +516,15 @@ export class Dropout extends Layer {
   getConfig(): Record<string, unknown> {
     return { rate: this.rate };
   }
+}
+
+/** A short description of a value that is not what was expected. */
+export function describeValue(v: unknown): string {
+  if (v === null || v === undefined) return String(v);
+  if (typeof v === "object") {
+    const c = (v as object).constructor?.name;
+    if (c === "Tensor") return `an eager tensor ${(v as Tensor).describe()}`;
+    return c ? `a ${c}` : "an object";
+  }
+  return `${typeof v} ${String(v)}`;
 }

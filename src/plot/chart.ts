@@ -135,3 +135,64 @@ export function history(h: HistoryLike, options: ChartOptions = {}): string {
   }
   return parts.join("\n\n");
 }
+
+/** Options of {@linkcode shades}. */
+export interface ShadesOptions {
+  /** The value drawn as the darkest shade (default: the smallest value). */
+  min?: number;
+  /** The value drawn as the brightest shade (default: the largest value). */
+  max?: number;
+  /** Characters from dark to bright (default `" .:-=+*#%@"`). */
+  ramp?: string;
+  /** Characters per value along a row (default 2, so that images keep their aspect). */
+  width?: number;
+}
+
+/**
+ * An image or feature map as ASCII shades, one text line per row: `values` is row-major
+ * `[height, width]` (or `[height, width, channels]` with `channel` picking one).
+ *
+ * ```ts
+ * console.log(plot.shades(map, 28, 28));
+ * ```
+ */
+export function shades(
+  values: ArrayLike<number>,
+  height: number,
+  width: number,
+  options: ShadesOptions & { channels?: number; channel?: number } = {},
+): string {
+  const channels = options.channels ?? 1, channel = options.channel ?? 0;
+  if (values.length < height * width * channels || channel >= channels) {
+    throw new RangeError(
+      `plot.shades: ${values.length} values do not hold ${height}×${width}×${channels} ` +
+        `(channel ${channel})`,
+    );
+  }
+  const at = (y: number, x: number) => values[(y * width + x) * channels + channel];
+  let lo = options.min ?? Infinity, hi = options.max ?? -Infinity;
+  if (options.min === undefined || options.max === undefined) {
+    for (let y = 0; y < height; y++) {
+      for (let x = 0; x < width; x++) {
+        const v = at(y, x);
+        if (!Number.isFinite(v)) continue;
+        if (options.min === undefined) lo = Math.min(lo, v);
+        if (options.max === undefined) hi = Math.max(hi, v);
+      }
+    }
+  }
+  const ramp = options.ramp ?? " .:-=+*#%@";
+  const repeat = options.width ?? 2;
+  const span = hi > lo ? hi - lo : 1;
+  const lines: string[] = [];
+  for (let y = 0; y < height; y++) {
+    let line = "";
+    for (let x = 0; x < width; x++) {
+      const v = at(y, x);
+      const t = Number.isFinite(v) ? Math.min(Math.max((v - lo) / span, 0), 1) : 0;
+      line += ramp[Math.min(ramp.length - 1, Math.floor(t * ramp.length))].repeat(repeat);
+    }
+    lines.push(line.trimEnd());
+  }
+  return lines.join("\n");
+}

@@ -1,5 +1,5 @@
 /**
- * compile / fit / evaluate / predict for Sequential models.
+ * compile / fit / evaluate / predict for models (Sequential and functional).
  *
  * `fit` builds, once per batch size, a captured training step: gather the batch from the
  * GPU-resident data set through a shuffled permutation, forward, loss, backward (derived by the
@@ -22,7 +22,7 @@ import { ParamArena } from "../optim/arena.ts";
 import { Philox } from "../random.ts";
 import { keep, type Tensor, tensor, zeros } from "../tensor.ts";
 import type { OptimizerState } from "../optim/optimizers.ts";
-import type { Sequential } from "../nn/sequential.ts";
+import type { Model } from "../nn/model.ts";
 import { type Callback, History, type TrainingControl } from "./callbacks.ts";
 import { ProgressBar } from "./progress.ts";
 import {
@@ -33,6 +33,9 @@ import {
   resolveMetrics,
 } from "./losses.ts";
 import { type OptimizerLike, resolveOptimizer } from "./optimizers.ts";
+
+/** Any model, whatever `predict` returns. */
+type AnyModel = Model<unknown>;
 
 // ---------------------------------------------------------------------------------------------
 // Data
@@ -98,7 +101,7 @@ function flat(v: unknown): number[] {
 }
 
 /** Puts inputs on the GPU as a gather source (bytes stay bytes: four per word). */
-function inputSource(model: Sequential, x: InputData, what: string, owned: Tensor[]): GatherSource {
+function inputSource(model: AnyModel, x: InputData, what: string, owned: Tensor[]): GatherSource {
   const rowShape = [...model.inputShape];
   const rowSize = rowShape.reduce((a, b) => a * b, 1);
   const fromFlat = (n: number, kindLabel: string): number => {
@@ -177,7 +180,7 @@ function inputSource(model: Sequential, x: InputData, what: string, owned: Tenso
 
 /** Puts targets on the GPU: sparse labels as i32 [N], dense targets as f32 [N, ...]. */
 function targetSource(
-  model: Sequential,
+  model: AnyModel,
   y: TargetData,
   rows: number,
   loss: LossSpec,
@@ -277,7 +280,7 @@ interface Compiled {
   arena: ParamArena | null;
   step: Tensor<"u32"> | null;
   acc: Tensor<"f32"> | null;
-  plans: Map<string, { plan: Plan; out: Tensor | null }>;
+  plans: Map<string, { plan: Plan; outs: Tensor[] }>;
   globalStep: number;
   /** Epochs completed (the `initialEpoch` to resume at). */
   epoch: number;
@@ -285,14 +288,22 @@ interface Compiled {
   optBuilt: boolean;
 }
 
-const compiled = new WeakMap<Sequential, Compiled>();
+const compiled = new WeakMap<AnyModel, Compiled>();
 
 /** Configures a model for training. */
-export function compileModel(model: Sequential, options: CompileOptions): void {
+export function compileModel(model: AnyModel, options: CompileOptions): void {
   if (!options || typeof options !== "object") {
     throw new WgradError(
       "value",
       `model "${model.name}".compile: pass { optimizer, loss, metrics }`,
+    );
+  }
+  if (model.built && model.outputShapes.length !== 1) {
+    throw new WgradError(
+      "value",
+      `model "${model.name}".compile: the model has ${model.outputShapes.length} outputs; ` +
+        "compile and fit train models with one output (a model over the same layers with " +
+        "several outputs can still predict, to read intermediate outputs)",
     );
   }
   const optimizer = resolveOptimizer(options.optimizer, `model "${model.name}".compile`);
@@ -315,8 +326,8 @@ export function compileModel(model: Sequential, options: CompileOptions): void {
 }
 
 function disposeCompiled(c: Compiled, arenaToo: boolean): void {
-  for (const { plan, out } of c.plans.values()) {
-    out?.dispose();
+  for (const { plan, outs } of c.plans.values()) {
+    for (const o of outs) o.dispose();
     plan.dispose();
   }
   c.plans.clear();
@@ -326,7 +337,7 @@ function disposeCompiled(c: Compiled, arenaToo: boolean): void {
   if (arenaToo) c.arena?.dispose();
 }
 
-function getCompiled(model: Sequential, what: string): Compiled {
+function getCompiled(model: AnyModel, what: string): Compiled {
   const c = compiled.get(model);
   if (!c) {
     throw new WgradError(
@@ -344,9 +355,10 @@ function getCompiled(model: Sequential, what: string): Compiled {
 }
 
 /** Moves the model's weights into one parameter arena (once), so one dispatch updates them all. */
-function ensureArena(model: Sequential, c: Compiled): ParamArena {
+function ensureArena(model: AnyModel, c: Compiled): ParamArena {
   if (c.arena && !c.arena.isDisposed) return c.arena;
-  const entries = model.weightEntries;
+  // Only trained weights go into the arena (batch norm's moving statistics stay apart).
+  const entries = model.weightEntries.filter((e) => e.trainable);
   const arena = new ParamArena(entries.map((e) => ({ name: e.name, value: e.tensor })), {
     name: model.name,
   });
@@ -367,7 +379,7 @@ function ensureState(c: Compiled): { step: Tensor<"u32">; acc: Tensor<"f32"> } {
   return { step: c.step, acc: c.acc };
 }
 
-function hasPenalty(model: Sequential): boolean {
+function hasPenalty(model: AnyModel): boolean {
   return model.layers.some((l) =>
     l.inputShape && l.weightSpecs(l.inputShape).some((s) => s.regularizer)
   );
@@ -377,7 +389,7 @@ function accuracyOf(c: Compiled): MetricSpec {
   return resolveMetrics(["accuracy"], c.loss, "fit")[0];
 }
 
-function penalty(model: Sequential): Tensor<"f32"> | null {
+function penalty(model: AnyModel): Tensor<"f32"> | null {
   let total: Tensor<"f32"> | null = null;
   for (const l of model.layers) {
     if (!l.inputShape) continue;
@@ -398,7 +410,7 @@ function penalty(model: Sequential): Tensor<"f32"> | null {
 
 function captureTrainStep(
   rt: Runtime,
-  model: Sequential,
+  model: AnyModel,
   c: Compiled,
   data: DeviceData,
   perm: Tensor<"u32">,
@@ -448,25 +460,25 @@ function captureTrainStep(
 
 function captureEvalStep(
   rt: Runtime,
-  model: Sequential,
+  model: AnyModel,
   c: Compiled,
   data: DeviceData,
   perm: Tensor<"u32">,
   batch: number,
   keepOutput: boolean,
-): { plan: Plan; out: Tensor | null } {
+): { plan: Plan; outs: Tensor[] } {
   const { step, acc } = ensureState(c);
-  let kept: Tensor | null = null;
+  const kept: Tensor[] = [];
   const plan = rt.capture(`eval step "${model.name}" batch ${batch}`, () =>
     noGrad(() => {
       const xb = gatherRows(data.x, perm, step, batch, {
         scale: data.scale,
         shift: data.shift,
       }) as Tensor<"f32">;
-      const out = model.apply(xb, { training: false, rng: null });
       if (keepOutput) {
-        kept = keep(out);
+        for (const o of model.applyAll(xb, { training: false, rng: null })) kept.push(keep(o));
       } else {
+        const out = model.apply(xb, { training: false, rng: null });
         const yb = gatherRows(data.y, perm, step, batch);
         if (hasPenalty(model)) {
           // Keras reports the regularization penalty in evaluation losses too.
@@ -484,7 +496,7 @@ function captureEvalStep(
       }
       xb.dispose();
     }));
-  return { plan, out: kept };
+  return { plan, outs: kept };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -524,7 +536,7 @@ export interface FitOptions {
 }
 
 function toDevice(
-  model: Sequential,
+  model: AnyModel,
   c: Compiled,
   x: InputData,
   y: TargetData | null,
@@ -597,7 +609,7 @@ function splitArgs<O>(
 
 /** Trains the model; see {@linkcode FitOptions}. */
 export async function fitModel(
-  model: Sequential,
+  model: AnyModel,
   xOrData: InputData | XY,
   yOrOptions?: TargetData | FitOptions,
   maybeOptions?: FitOptions,
@@ -801,7 +813,7 @@ export async function fitModel(
 
 async function evaluateOn(
   rt: Runtime,
-  model: Sequential,
+  model: AnyModel,
   c: Compiled,
   data: DeviceData,
   perm: Tensor<"u32">,
@@ -846,7 +858,7 @@ export interface EvaluateOptions {
 
 /** The loss and metrics on a data set, as `{ loss, accuracy }`. */
 export async function evaluateModel(
-  model: Sequential,
+  model: AnyModel,
   xOrData: InputData | XY,
   yOrOptions?: TargetData | EvaluateOptions,
   maybeOptions?: EvaluateOptions,
@@ -874,12 +886,15 @@ export async function evaluateModel(
   }
 }
 
-/** The model's outputs for every sample, as one tensor `[N, ...outputShape]` (batched on the GPU). */
+/**
+ * The model's outputs for every sample, one tensor `[N, ...outputShape]` per output (batched on
+ * the GPU).
+ */
 export async function predictModel(
-  model: Sequential,
+  model: AnyModel,
   x: InputData,
   options: EvaluateOptions = {},
-): Promise<Tensor<"f32">> {
+): Promise<Tensor<"f32">[]> {
   const where = `model "${model.name}".predict`;
   const batchSize = options.batchSize ?? 32;
   checkBatch(batchSize, where);
@@ -912,9 +927,9 @@ export async function predictModel(
     shift: options.shift ?? 0,
   };
   const rt = await ready();
-  const outShape = model.outputShape;
-  const rowFloats = outShape.reduce((a, b) => a * b, 1);
-  const result = zeros([data.rows, ...outShape]) as Tensor<"f32">;
+  const outShapes = model.outputShapes;
+  const rowFloats = outShapes.map((s) => s.reduce((a, b) => a * b, 1));
+  const results = outShapes.map((s) => zeros([data.rows, ...s]) as Tensor<"f32">);
   const { step } = ensureState(c);
   const perm = tensor(shuffled(data.rows, 0, null)) as Tensor<"u32">;
   owned.push(perm);
@@ -932,20 +947,24 @@ export async function predictModel(
       rt.write(step.storage, words, "predict: step state");
       p.plan.replay();
       const rows = s === steps - 1 ? last : Math.min(batchSize, data.rows);
-      copyRows(
-        rt,
-        p.out!.storage,
-        result.storage,
-        rows * rowFloats * 4,
-        s * batchSize * rowFloats * 4,
+      p.outs.forEach((o, k) =>
+        copyRows(
+          rt,
+          o.storage,
+          results[k].storage,
+          rows * rowFloats[k] * 4,
+          s * batchSize * rowFloats[k] * 4,
+        )
       );
       rt.flush();
     }
     await rt.settle();
+  } catch (e) {
+    for (const r of results) r.dispose();
+    throw e;
   } finally {
-    full.out?.dispose();
+    for (const o of [...full.outs, ...(tail?.outs ?? [])]) o.dispose();
     full.plan.dispose();
-    tail?.out?.dispose();
     tail?.plan.dispose();
     for (const t of owned) t.dispose();
     if (!compiled.has(model)) {
@@ -953,7 +972,7 @@ export async function predictModel(
       c.acc?.dispose();
     }
   }
-  return result;
+  return results;
 }
 
 function copyRows(rt: Runtime, src: Storage, dst: Storage, bytes: number, dstByte: number): void {
@@ -986,7 +1005,7 @@ function stateful(o: OptimizerLike): (OptimizerLike & StatefulOptimizer) | null 
 }
 
 /** @internal The training state of a compiled model (null when it is not compiled). */
-export async function getTrainingState(model: Sequential): Promise<TrainingState | null> {
+export async function getTrainingState(model: AnyModel): Promise<TrainingState | null> {
   const c = compiled.get(model);
   if (!c) return null;
   const opt = stateful(c.optimizer);
@@ -1000,7 +1019,7 @@ export async function getTrainingState(model: Sequential): Promise<TrainingState
  * @internal Restores {@linkcode getTrainingState}'s result into a compiled model (moving its
  * weights into the parameter arena and building the optimizer on it).
  */
-export function setTrainingState(model: Sequential, state: TrainingState): void {
+export function setTrainingState(model: AnyModel, state: TrainingState): void {
   const c = getCompiled(model, "setTrainingState");
   if (state.optimizer) {
     const opt = stateful(c.optimizer);
@@ -1018,12 +1037,12 @@ export function setTrainingState(model: Sequential, state: TrainingState): void 
 }
 
 /** @internal Epochs completed by `fit` on a compiled model (restored by `loadModel`). */
-export function epochsTrained(model: Sequential): number {
+export function epochsTrained(model: AnyModel): number {
   return compiled.get(model)?.epoch ?? 0;
 }
 
 /** Disposes a model's compiled state (plans, optimizer state, arena). */
-export function disposeTraining(model: Sequential): void {
+export function disposeTraining(model: AnyModel): void {
   const c = compiled.get(model);
   if (c) disposeCompiled(c, true);
   compiled.delete(model);
