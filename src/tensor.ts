@@ -4,6 +4,7 @@
  */
 import { fmtShape, WgradError } from "./errors.ts";
 import { currentRuntime, ready, schedule, type Storage } from "./gpu/runtime.ts";
+import { describeBytes, SHRINK_HINT } from "./gpu/buffers.ts";
 import { generatorFor } from "./random.ts";
 
 /** Element types: 32-bit floats for values, 32-bit integers for labels and indices. */
@@ -106,6 +107,7 @@ export class Tensor<D extends DType = DType> {
   setStorage(s: Storage): void {
     // Disposal is scheduled in order after the work that makes the tensor, so it releases `s`.
     this.#storage = s;
+    s.owner = this; // names the region in messages about GPU memory, once the tensor has a name
   }
 
   /** Throws a clear error if the tensor was disposed. `op` names the caller. */
@@ -459,8 +461,8 @@ function checkBindable(size: number, shape: readonly number[], op: string): void
   if (size * 4 > limit) {
     throw new WgradError(
       "limit",
-      `${op}: shape ${fmtShape(shape)} needs ${size * 4} bytes in one binding, more than this ` +
-        `device's maxStorageBufferBindingSize (${limit} bytes)`,
+      `${op}: shape ${fmtShape(shape)} needs ${describeBytes(size * 4)} in one binding, more ` +
+        `than this device's maxStorageBufferBindingSize (${limit} bytes). ${SHRINK_HINT}`,
     );
   }
 }

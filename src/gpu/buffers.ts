@@ -28,6 +28,54 @@ export function sizeClass(bytes: number): number {
   return Math.ceil(bytes / step) * step;
 }
 
+const UNITS = ["KiB", "MiB", "GiB", "TiB"];
+
+/** A byte count for people: `412.00 MiB` (powers of 1024), `96 bytes` below 1 KiB. */
+export function formatBytes(bytes: number): string {
+  if (bytes < 1024) return `${bytes} bytes`;
+  let v = bytes / 1024;
+  let i = 0;
+  while (v >= 1024 && i < UNITS.length - 1) {
+    v /= 1024;
+    i++;
+  }
+  return `${v.toFixed(2)} ${UNITS[i]}`;
+}
+
+/** A byte count exact and for people: `432013312 bytes (412.00 MiB)`. */
+export function describeBytes(bytes: number): string {
+  return bytes < 1024 ? `${bytes} bytes` : `${bytes} bytes (${formatBytes(bytes)})`;
+}
+
+/** What a message about a size over a device limit ends with: what to shrink. */
+export const SHRINK_HINT = "Shrink what makes it this large (the batch size, a layer's width or " +
+  "the input size) or split it into smaller tensors.";
+
+/** What an out-of-memory message ends with: what to free or shrink. */
+export const OOM_HINT = "Dispose of tensors no longer needed (dispose(), scope()), or use a " +
+  "smaller batch size or narrower layers.";
+
+/**
+ * The engine's GPU memory in one line: `wgrad holds 1.25 MiB of GPU buffers (1.00 MiB in live
+ * tensors, 256.00 KiB pooled for reuse)`.
+ */
+export function describeHeld(i: MemoryInfo): string {
+  return `wgrad holds ${formatBytes(i.bytesAllocated)} of GPU buffers (${
+    formatBytes(i.bytesInUse)
+  } in live tensors, ${formatBytes(i.bytesPooled)} pooled for reuse)`;
+}
+
+/**
+ * The size of the buffer that holds a region of `bytes` bytes: its size class, or the region's own
+ * size (rounded up to 4 bytes) where the class would exceed `maxBufferSize` but the region does not.
+ */
+export function bufferSize(bytes: number, maxBufferSize: number): number {
+  const size = sizeClass(Math.max(4, bytes));
+  if (size <= maxBufferSize) return size;
+  const exact = Math.ceil(Math.max(4, bytes) / 4) * 4;
+  return exact <= maxBufferSize ? exact : size;
+}
+
 /** Where a released region's buffer goes: the pool, or a captured plan that owns it. */
 export interface Recycler {
   /** Takes back the buffer of a region whose last holder released it. */
@@ -40,6 +88,13 @@ export interface Recycler {
  */
 export class Storage {
   #refs = 1;
+  /** What the region was allocated for (the op and shapes), for messages. */
+  label = "";
+  /**
+   * The tensor that holds the region, set when it gets it: once the tensor has a name (a layer's
+   * weight, `dense/kernel`), messages about GPU memory name the region by it.
+   */
+  owner: { readonly name?: string; describe(): string } | null = null;
   /** @internal */
   constructor(
     /** The buffer; only `src/gpu` touches it. */
@@ -111,10 +166,15 @@ export interface MemoryInfo {
   buffersPooled: number;
 }
 
+/** A buffer descriptor with the label every engine buffer carries (it names the buffer in errors). */
+export type LabelledBufferDescriptor = GPUBufferDescriptor & { label: string };
+
 /** A pool of storage buffers in size classes, with a cap on the bytes it keeps unused. */
 export class BufferPool implements Recycler {
   #clean = new Map<number, GPUBuffer[]>();
   #dirty = new Map<number, GPUBuffer[]>();
+  /** Every buffer the pool created and has not destroyed, with the latest region made on it. */
+  #holders = new Map<GPUBuffer, Storage>();
   #bytesAllocated = 0;
   #bytesPooled = 0;
   #buffersInUse = 0;
@@ -123,6 +183,9 @@ export class BufferPool implements Recycler {
   pendingWork: () => boolean = () => false;
   /** Called when an upload needs a clean buffer that only exists dirty: submits pending work. */
   flush: () => void = () => {};
+  /** Creates a buffer (the runtime wraps creation in error scopes that name the buffer). */
+  createBuffer: (desc: LabelledBufferDescriptor) => GPUBuffer = (desc) =>
+    this.device.createBuffer(desc);
 
   constructor(
     private readonly device: GPUDevice,
@@ -142,18 +205,54 @@ export class BufferPool implements Recycler {
     };
   }
 
+  /** The engine's GPU memory now, for messages (see {@linkcode describeHeld}). */
+  held(): string {
+    return describeHeld(this.info());
+  }
+
+  /**
+   * The memory held and its `n` largest buffers, for messages about allocations that failed:
+   * `wgrad holds … ; the largest: dense/kernel f32 [784, 128] (392.00 KiB), …`.
+   */
+  report(n = 5): string {
+    const largest = this.largest(n);
+    return `${this.held()}${largest.length ? `; the largest: ${largest.join(", ")}` : ""}`;
+  }
+
+  /**
+   * The `n` largest buffers the pool holds, for an out-of-memory message: `label (412.00 MiB)`,
+   * marked `pooled` when no tensor uses them. Costs a sort of every buffer: for errors only.
+   */
+  largest(n = 5): string[] {
+    const pooled = new Set<GPUBuffer>();
+    for (const map of [this.#clean, this.#dirty]) {
+      for (const list of map.values()) for (const b of list) pooled.add(b);
+    }
+    return [...this.#holders].sort((a, b) => b[0].size - a[0].size).slice(0, n).map(
+      ([b, s]) => {
+        const name = s.owner?.name !== undefined ? s.owner.describe() : s.label;
+        return `${name} (${formatBytes(b.size)}${pooled.has(b) ? ", pooled" : ""})`;
+      },
+    );
+  }
+
+  #destroy(b: GPUBuffer): void {
+    this.#holders.delete(b);
+    b.destroy();
+  }
+
   /**
    * A region of at least `bytes` bytes. With `forUpload`, the buffer is one that no unsubmitted
    * command uses, so that `queue.writeBuffer` into it is safe.
    * @param what names the tensor for an error message
    */
   acquire(bytes: number, what: string, forUpload = false): Storage {
-    const size = sizeClass(Math.max(4, bytes));
+    const size = bufferSize(bytes, this.maxBufferSize);
     if (size > this.maxBufferSize) {
       throw new WgradError(
         "limit",
-        `${what}: needs a GPU buffer of ${bytes} bytes, more than this device's maxBufferSize ` +
-          `(${this.maxBufferSize} bytes)`,
+        `${what}: needs a GPU buffer of ${describeBytes(bytes)}, more than this device's ` +
+          `maxBufferSize (${this.maxBufferSize} bytes); ${this.report(3)}. ${SHRINK_HINT}`,
       );
     }
     let buf = this.#take(this.#clean, size);
@@ -166,14 +265,17 @@ export class BufferPool implements Recycler {
       }
     }
     if (!buf) {
-      buf = this.device.createBuffer({ size, usage: STORAGE_USAGE, label: what });
+      buf = this.createBuffer({ size, usage: STORAGE_USAGE, label: what });
       this.#bytesAllocated += size;
     } else {
       this.#bytesPooled -= size;
       this.#buffersPooled--;
     }
     this.#buffersInUse++;
-    return new Storage(buf, 0, bytes, this);
+    const s = new Storage(buf, 0, bytes, this);
+    s.label = what;
+    this.#holders.set(buf, s);
+    return s;
   }
 
   #take(map: Map<number, GPUBuffer[]>, size: number): GPUBuffer | undefined {
@@ -192,7 +294,7 @@ export class BufferPool implements Recycler {
     this.#buffersInUse--;
     if (this.#bytesPooled + size > this.capBytes) {
       if (!this.pendingWork()) {
-        s.buffer.destroy();
+        this.#destroy(s.buffer);
         this.#bytesAllocated -= size;
         return;
       }
@@ -219,7 +321,7 @@ export class BufferPool implements Recycler {
     for (const size of sizes) {
       const list = this.#clean.get(size)!;
       while (list.length && this.#bytesPooled > this.capBytes) {
-        list.pop()!.destroy();
+        this.#destroy(list.pop()!);
         this.#bytesPooled -= size;
         this.#bytesAllocated -= size;
         this.#buffersPooled--;
@@ -233,7 +335,7 @@ export class BufferPool implements Recycler {
     this.afterSubmit();
     for (const [size, list] of this.#clean) {
       for (const b of list) {
-        b.destroy();
+        this.#destroy(b);
         this.#bytesAllocated -= size;
         this.#bytesPooled -= size;
         this.#buffersPooled--;

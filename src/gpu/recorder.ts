@@ -4,6 +4,7 @@
  * are gathered on the CPU and uploaded once per submit.
  * @module
  */
+import type { LabelledBufferDescriptor } from "./buffers.ts";
 
 interface UniformChunk {
   gpu: GPUBuffer;
@@ -17,7 +18,11 @@ class UniformArena {
   #current = 0;
   readonly chunkBytes: number;
 
-  constructor(private readonly device: GPUDevice, private readonly align: number) {
+  constructor(
+    device: GPUDevice,
+    private readonly align: number,
+    private readonly create: (desc: LabelledBufferDescriptor) => GPUBuffer,
+  ) {
     this.chunkBytes = Math.min(65536, device.limits.maxUniformBufferBindingSize);
   }
 
@@ -30,7 +35,7 @@ class UniformArena {
       chunk = this.#chunks[this.#current];
       if (!chunk) {
         chunk = {
-          gpu: this.device.createBuffer({
+          gpu: this.create({
             size: this.chunkBytes,
             usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST,
             label: "wgrad uniforms",
@@ -67,10 +72,15 @@ export class Recorder {
   #scopeOpen = false;
   readonly uniforms: UniformArena;
 
-  constructor(private readonly device: GPUDevice) {
+  /** @param create makes the uniform buffers (the runtime's creation, which names failures) */
+  constructor(
+    private readonly device: GPUDevice,
+    create: (desc: LabelledBufferDescriptor) => GPUBuffer = (d) => device.createBuffer(d),
+  ) {
     this.uniforms = new UniformArena(
       device,
       Math.max(16, device.limits.minUniformBufferOffsetAlignment),
+      create,
     );
   }
 

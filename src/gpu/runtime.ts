@@ -8,7 +8,19 @@
  * @module
  */
 import { fmtShape, WgradError } from "../errors.ts";
-import { BufferPool, type MemoryInfo, type Recycler, sizeClass, Storage } from "./buffers.ts";
+import {
+  BufferPool,
+  bufferSize,
+  describeBytes,
+  describeHeld,
+  formatBytes,
+  type LabelledBufferDescriptor,
+  type MemoryInfo,
+  OOM_HINT,
+  type Recycler,
+  SHRINK_HINT,
+  Storage,
+} from "./buffers.ts";
 import { type DeviceContext, type GpuInfo, requestDeviceContext } from "./device.ts";
 import { Recorder } from "./recorder.ts";
 
@@ -140,6 +152,12 @@ class Capture implements Recycler {
 }
 
 const MAX_PENDING_COMMANDS = 2048;
+
+/** Whether a GPU error is an out-of-memory error. */
+function isOutOfMemory(err: GPUError): boolean {
+  return (typeof GPUOutOfMemoryError === "function" && err instanceof GPUOutOfMemoryError) ||
+    err.constructor.name === "GPUOutOfMemoryError";
+}
 const POOL_CAP_BYTES = 512 * 1024 * 1024;
 
 let nextRuntimeId = 1;
@@ -175,23 +193,83 @@ export class Runtime {
     this.limits = ctx.limits;
     this.#maxBinding = ctx.limits.maxStorageBufferBindingSize;
     this.#maxGroups = ctx.limits.maxComputeWorkgroupsPerDimension;
-    this.recorder = new Recorder(this.device);
     this.pool = new BufferPool(this.device, this.limits.maxBufferSize, POOL_CAP_BYTES);
+    this.recorder = new Recorder(this.device, (desc) => this.#createBuffer(desc));
     this.pool.pendingWork = () => this.recorder.pending > 0;
     this.pool.flush = () => this.flush();
+    this.pool.createBuffer = (desc) => this.#createBuffer(desc);
     this.#lostPromise = this.device.lost.then((info) => {
       this.#lost = info;
       return info;
     });
     this.device.addEventListener("uncapturederror", (ev) => {
       const e = (ev as GPUUncapturedErrorEvent).error;
-      this.#fail(new WgradError("gpu-validation", `uncaptured GPU error: ${e.message}`));
+      this.#fail(
+        isOutOfMemory(e)
+          ? new WgradError(
+            "gpu-out-of-memory",
+            `GPU out of memory (outside the engine's error scopes): ${e.message}; ` +
+              `${this.#memoryReport()}`,
+          )
+          : new WgradError("gpu-validation", `uncaptured GPU error: ${e.message}`),
+      );
     });
   }
 
-  /** Remembers the first asynchronous GPU error; it is thrown at the next entry point. */
+  /**
+   * Remembers the first asynchronous GPU error; it is thrown at the next entry point. An
+   * out-of-memory error replaces a validation error still pending: a buffer that could not be
+   * allocated makes the commands that use it invalid, and the allocation is the cause to report.
+   */
   #fail(e: WgradError): void {
-    this.#error ??= e;
+    if (
+      !this.#error ||
+      (this.#error.kind === "gpu-validation" && e.kind === "gpu-out-of-memory")
+    ) this.#error = e;
+  }
+
+  /** The engine's GPU memory now and its largest buffers, for out-of-memory messages. */
+  #memoryReport(): string {
+    return `${this.pool.report()}. ${OOM_HINT}`;
+  }
+
+  /**
+   * Creates a buffer inside its own out-of-memory and validation error scopes, so that a failed
+   * allocation, reported asynchronously, names the buffer (its label), its size and what the
+   * engine held when it was asked for. Buffers are created rarely (the pool and captured plans
+   * reuse them), so the two scopes cost nothing on the hot path.
+   */
+  #createBuffer(desc: LabelledBufferDescriptor): GPUBuffer {
+    const before = this.pool.info();
+    this.device.pushErrorScope("out-of-memory");
+    this.device.pushErrorScope("validation");
+    const buffer = this.device.createBuffer(desc);
+    const validation = this.device.popErrorScope();
+    const oom = this.device.popErrorScope();
+    this.#scopes.push(
+      Promise.all([validation, oom]).then(([v, o]) => {
+        if (o) {
+          this.#fail(
+            new WgradError(
+              "gpu-out-of-memory",
+              `GPU out of memory: the device could not allocate ${desc.label}, a buffer of ` +
+                `${describeBytes(desc.size)}; before it ${describeHeld(before)}. Now ` +
+                `${this.#memoryReport()} ` +
+                `(the device said: ${o.message})`,
+            ),
+          );
+        } else if (v) {
+          this.#fail(
+            new WgradError(
+              "gpu-validation",
+              `creating the GPU buffer for ${desc.label} (${describeBytes(desc.size)}) failed: ` +
+                v.message,
+            ),
+          );
+        }
+      }),
+    );
+    return buffer;
   }
 
   /** The device-lost information, once the device is gone. */
@@ -262,20 +340,26 @@ export class Runtime {
     }
   }
 
-  /** Throws a `limit` error, before any GPU work, if a region of `bytes` cannot be bound. */
+  /**
+   * Throws a `limit` error, before any GPU work, if a region of `bytes` cannot be bound. The
+   * message names the region, its size, the limit and what the engine holds.
+   */
   #checkBindable(bytes: number, what: string): void {
     if (bytes > this.limits.maxBufferSize) {
       throw new WgradError(
         "limit",
-        `${what}: needs a GPU buffer of ${bytes} bytes, more than this device's maxBufferSize ` +
-          `(${this.limits.maxBufferSize} bytes)`,
+        `${what}: needs a GPU buffer of ${describeBytes(bytes)}, more than this device's ` +
+          `maxBufferSize (${this.limits.maxBufferSize} bytes); ${this.pool.report(3)}. ` +
+          SHRINK_HINT,
       );
     }
     if (bytes > this.#maxBinding) {
       throw new WgradError(
         "limit",
-        `${what}: needs ${bytes} bytes in one binding, more than this device's ` +
-          `maxStorageBufferBindingSize (${this.#maxBinding} bytes)`,
+        `${what}: needs ${describeBytes(bytes)} in one storage binding, more than this device's ` +
+          `maxStorageBufferBindingSize (${this.#maxBinding} bytes, ${
+            formatBytes(this.#maxBinding)
+          }); ${this.pool.report(3)}. ${SHRINK_HINT}`,
       );
     }
   }
@@ -290,7 +374,7 @@ export class Runtime {
     const c = this.#capture;
     let s: Storage;
     if (c) {
-      const reuse = c.free.get(sizeClass(Math.max(4, bytes)))?.pop();
+      const reuse = c.free.get(bufferSize(bytes, this.limits.maxBufferSize))?.pop();
       if (reuse) {
         s = new Storage(reuse, 0, bytes, c);
       } else {
@@ -397,8 +481,9 @@ export class Runtime {
         if (b.byteLength > maxBinding) {
           throw new WgradError(
             "limit",
-            `${spec.label}: kernel "${spec.kernel.name}" binds ${b.byteLength} bytes at binding ${i}, ` +
-              `more than this device's maxStorageBufferBindingSize (${maxBinding} bytes)`,
+            `${spec.label}: kernel "${spec.kernel.name}" binds ${b.byteLength} bytes at binding ${i} ` +
+              `(${formatBytes(b.byteLength)}), more than this device's ` +
+              `maxStorageBufferBindingSize (${maxBinding} bytes)`,
           );
         }
         entries.push({
@@ -494,17 +579,14 @@ export class Runtime {
       const more = sub.count > sub.labels.length
         ? ` and ${sub.count - sub.labels.length} more`
         : "";
-      const kind = err.constructor.name === "GPUOutOfMemoryError"
-        ? "gpu-out-of-memory"
-        : "gpu-validation";
+      const commands = `a submit of ${sub.count} commands (${sub.labels.join("; ")}${more})`;
       this.#fail(
-        new WgradError(
-          kind,
-          `GPU ${
-            kind === "gpu-out-of-memory" ? "out of memory" : "validation error"
-          } in a submit ` +
-            `of ${sub.count} commands (${sub.labels.join("; ")}${more}): ${err.message}`,
-        ),
+        isOutOfMemory(err)
+          ? new WgradError(
+            "gpu-out-of-memory",
+            `GPU out of memory in ${commands}: ${err.message}; ${this.#memoryReport()}`,
+          )
+          : new WgradError("gpu-validation", `GPU validation error in ${commands}: ${err.message}`),
       );
     });
     this.#scopes.push(p);
@@ -534,12 +616,12 @@ export class Runtime {
     const bytes = s.byteLength;
     if (bytes === 0) return new ArrayBuffer(0);
     this.counters.readbacks++;
-    const size = sizeClass(bytes);
+    const size = bufferSize(bytes, this.limits.maxBufferSize);
     const staging = this.#staging.get(size)?.pop() ??
-      this.device.createBuffer({
+      this.#createBuffer({
         size,
         usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
-        label: "wgrad readback",
+        label: `the readback of ${label}`,
       });
     this.recorder.copy(s.buffer, s.offset, staging, 0, bytes, `read ${label}`);
     this.flush();
@@ -581,7 +663,7 @@ export class Runtime {
     if (!c.uniformCpu || c.uniformUsed + size > chunk) {
       this.#sealUniforms(c);
       c.uniformBuffers.push(
-        this.device.createBuffer({
+        this.#createBuffer({
           size: chunk,
           usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST,
           label: "wgrad plan uniforms",
