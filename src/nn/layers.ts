@@ -9,7 +9,8 @@ import { linear } from "../ops/matmul.ts";
 import { dropout } from "../ops/dropout.ts";
 import { softmax } from "../ops/softmax.ts";
 import { reshape } from "../ops/transform.ts";
-import { type Tensor, tensor } from "../tensor.ts";
+import { makeTensor, type Tensor } from "../tensor.ts";
+import { schedule } from "../gpu/runtime.ts";
 import { Philox } from "../random.ts";
 import {
   type ActivationLike,
@@ -192,9 +193,12 @@ export abstract class Layer {
     const made: Tensor<"f32">[] = [];
     try {
       specs.forEach((s, k) => {
-        const t = tensor(s.initializer.values(s.shape, new Philox(seedOf(k))), s.shape);
+        const values = Float32Array.from(s.initializer.values(s.shape, new Philox(seedOf(k))));
+        // Named before the upload is scheduled, so an allocation failure names the weight.
+        const t = makeTensor(s.shape, "f32");
         t.name = `${this.name}/${s.name}`;
-        made.push(t as Tensor<"f32">);
+        made.push(t);
+        schedule((rt) => t.setStorage(rt.upload(values, `weight ${t.describe()}`)));
       });
     } catch (e) {
       for (const t of made) t.dispose();
