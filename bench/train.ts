@@ -1,8 +1,10 @@
 /**
- * Training throughput: samples per second of compiled training steps (forward, backward, Adam,
- * loss and accuracy accumulation; one submit per step) for the seed notebooks' MLPs on
- * Fashion-MNIST, at batch 32 and 128. Each figure is the median of 3 timed epochs of `steps`
- * steps after a warm-up epoch; the capture of the step (compile) is excluded.
+ * Training throughput: samples per second of compiled training steps (forward, backward, the
+ * optimizer, loss and accuracy accumulation; one submit per step) for the seed notebooks' models
+ * on Fashion-MNIST: the MLPs at batch 32 and 128, LeNet-5 at batch 128 and the small CNN of
+ * examples/cnn_fashion.ts at batch 64. Each figure is the median of 3 timed epochs of `--steps`
+ * steps (`--conv-steps` for the convolutional models) after a warm-up epoch; the capture of the
+ * step (compile) is excluded.
  *
  * Run: `deno task bench:train` (add `--json=bench/train.json` to write the figures,
  * `--steps N` to change the epoch length, `--profile` to time each command of every compiled
@@ -12,6 +14,8 @@
 import { parseArgs } from "node:util";
 import { datasets, gpuInfo, losses, nn, optim } from "../mod.ts";
 import { type Plan, ready } from "../src/gpu/runtime.ts";
+import { lenet } from "../examples/lenet_fashion.ts";
+import { smallCnn } from "../examples/cnn_fashion.ts";
 
 const { values: flags } = parseArgs({
   args: Deno.args,
@@ -20,6 +24,7 @@ const { values: flags } = parseArgs({
     steps: { type: "string", default: "400" },
     profile: { type: "boolean", default: false },
     only: { type: "string" },
+    "conv-steps": { type: "string", default: "40" },
   },
 });
 const info = await gpuInfo();
@@ -36,51 +41,109 @@ interface Row {
 }
 const rows: Row[] = [];
 
-for (
-  const [name, widths] of [["MLP 784-128-10", [128]], ["MLP 784-256-128-64-64-10", [
-    256,
-    128,
-    64,
-    64,
-  ]]] as const
-) {
-  for (const batch of [32, 128]) {
-    if (flags.only && !`${name} b${batch}`.includes(flags.only)) continue;
-    const n = Math.min(steps * batch, data.train.length);
-    const split = { x: data.train.x.subarray(0, n * 784), y: data.train.y.subarray(0, n) };
-    const model = nn.sequential([
-      nn.flatten(),
-      ...widths.map((w) => nn.dense(w, { activation: "relu" })),
-      nn.dense(10),
-    ], { inputShape: [28, 28], seed: 1 });
-    model.compile({
-      optimizer: optim.adam(),
-      loss: losses.sparseCategoricalCrossentropy({ fromLogits: true }),
-      metrics: ["accuracy"],
-    });
-    const times: number[] = [];
-    let t0 = 0;
-    const timer = {
-      onTrainBegin: () => void (t0 = performance.now()),
-      onTrainEnd: () => void times.push(performance.now() - t0),
-    };
-    for (let run = 0; run < 4; run++) {
-      await model.fit(split, { epochs: 1, batchSize: batch, verbose: 0, callbacks: [timer] });
-    }
-    if (flags.profile) await profile(model, split, batch, `${name} batch ${batch}`);
-    times.shift(); // warm-up
-    times.sort((a, b) => a - b);
-    const ms = times[1];
-    const stepsRun = Math.ceil(n / batch);
-    rows.push({ model: name, batch, samplesPerSecond: n / (ms / 1000), msPerStep: ms / stepsRun });
-    model.dispose();
+/** A training workload: a model, its recipe, and how many steps an epoch of the benchmark has. */
+interface Workload {
+  name: string;
+  batch: number;
+  steps: number;
+  /** One-hot targets (categorical cross-entropy) instead of sparse labels. */
+  oneHot: boolean;
+  build: () => nn.Model;
+}
+
+const mlp = (widths: number[]) => () => {
+  const model = nn.sequential([
+    nn.flatten(),
+    ...widths.map((w) => nn.dense(w, { activation: "relu" })),
+    nn.dense(10),
+  ], { inputShape: [28, 28], seed: 1 });
+  model.compile({
+    optimizer: optim.adam(),
+    loss: losses.sparseCategoricalCrossentropy({ fromLogits: true }),
+    metrics: ["accuracy"],
+  });
+  return model;
+};
+const convSteps = Number(flags["conv-steps"]);
+const workloads: Workload[] = [
+  ...[32, 128].map((batch) => ({
+    name: "MLP 784-128-10",
+    batch,
+    steps,
+    oneHot: false,
+    build: mlp([128]),
+  })),
+  ...[32, 128].map((batch) => ({
+    name: "MLP 784-256-128-64-64-10",
+    batch,
+    steps,
+    oneHot: false,
+    build: mlp([256, 128, 64, 64]),
+  })),
+  {
+    name: "LeNet-5 (SGD, one-hot)",
+    batch: 128,
+    steps: convSteps,
+    oneHot: true,
+    build: () => {
+      const model = lenet({ seed: 1 });
+      model.compile({
+        optimizer: optim.sgd({ learningRate: 0.01 }),
+        loss: losses.categoricalCrossentropy(),
+        metrics: ["accuracy"],
+      });
+      return model;
+    },
+  },
+  {
+    name: "small CNN (BN, dropout, Adam)",
+    batch: 64,
+    steps: convSteps,
+    oneHot: false,
+    build: () => {
+      const model = smallCnn({ seed: 1 });
+      model.compile({
+        optimizer: optim.adam(),
+        loss: losses.sparseCategoricalCrossentropy({ fromLogits: true }),
+        metrics: ["accuracy"],
+      });
+      return model;
+    },
+  },
+];
+
+for (const w of workloads) {
+  if (flags.only && !`${w.name} b${w.batch}`.includes(flags.only)) continue;
+  const { batch } = w;
+  const n = Math.min(w.steps * batch, data.train.length);
+  const labels = data.train.y.subarray(0, n);
+  const split = {
+    x: data.train.x.subarray(0, n * 784),
+    y: w.oneHot ? datasets.oneHot(labels, 10) : labels,
+  };
+  const model = w.build();
+  const times: number[] = [];
+  let t0 = 0;
+  const timer = {
+    onTrainBegin: () => void (t0 = performance.now()),
+    onTrainEnd: () => void times.push(performance.now() - t0),
+  };
+  for (let run = 0; run < 4; run++) {
+    await model.fit(split, { epochs: 1, batchSize: batch, verbose: 0, callbacks: [timer] });
   }
+  if (flags.profile) await profile(model, split, batch, `${w.name} batch ${batch}`);
+  times.shift(); // warm-up
+  times.sort((a, b) => a - b);
+  const ms = times[1];
+  const stepsRun = Math.ceil(n / batch);
+  rows.push({ model: w.name, batch, samplesPerSecond: n / (ms / 1000), msPerStep: ms / stepsRun });
+  model.dispose();
 }
 
 /** Times each command of the model's compiled training step alone (see Runtime.profile). */
 async function profile(
-  model: nn.Sequential,
-  split: { x: Uint8Array; y: Uint8Array },
+  model: nn.Model,
+  split: { x: Uint8Array; y: Uint8Array | Float32Array },
   batch: number,
   title: string,
 ): Promise<void> {
@@ -95,7 +158,10 @@ async function profile(
       if (plan) report = await rt.profile(plan);
     },
   };
-  const one = { x: split.x.subarray(0, batch * 784), y: split.y.subarray(0, batch) };
+  const one = {
+    x: split.x.subarray(0, batch * 784),
+    y: split.y.subarray(0, batch * (split.y.length / (split.x.length / 784))),
+  };
   await model.fit(one, { epochs: 1, batchSize: batch, verbose: 0, callbacks: [probe] });
   stop();
   if (!report) return;

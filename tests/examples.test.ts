@@ -55,8 +55,67 @@ Deno.test("examples/fashion_mnist_mlp.ts trains on the bundled sample and report
   assert(Number(m[1]) > 0.6, `test accuracy ${m[1]} after one epoch on the sample`);
 });
 
+Deno.test("examples/lenet_fashion.ts: the seed's LeNet trains, prints feature maps and saves", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "wgrad_lenet_" });
+  try {
+    const text = await runExample([
+      "--allow-read=.,/tmp",
+      `--allow-write=${dir}`,
+      "examples/lenet_fashion.ts",
+      "--sample",
+      "--limit",
+      "256",
+      "--epochs",
+      "1",
+      "--verbose",
+      "2",
+      "--show-maps",
+      "--save",
+      `${dir}/lenet`,
+    ]);
+    assertMatch(text, /Total params: 545,546/);
+    assertMatch(text, /conv2d_2 \(7×7×120\), channels 0–3:/);
+    assertMatch(text, /2\/2 \[=+\]/);
+    const m = /test accuracy: (0\.\d{4})$/.exec(text.trimEnd());
+    assert(m, `no final "test accuracy" line:\n${text}`);
+    const saved = JSON.parse(await Deno.readTextFile(`${dir}/lenet/model.json`));
+    assert(saved.config.layers.length === 8, "the saved LeNet has 8 layers");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("examples/cnn_fashion.ts: the small CNN trains a few steps and reports test accuracy", async () => {
+  const text = await runExample([
+    "--allow-read=.",
+    "examples/cnn_fashion.ts",
+    "--sample",
+    "--limit",
+    "192",
+    "--epochs",
+    "1",
+    "--verbose",
+    "2",
+  ]);
+  assertMatch(text, /batch_normalization_1 \(BatchNormalization\)/);
+  assertMatch(text, /Non-trainable params: 192 /);
+  assertMatch(text, /3\/3 \[=+\].*val_accuracy/);
+  assert(
+    /test accuracy: 0\.\d{4}$/.test(text.trimEnd()),
+    `no final "test accuracy" line:\n${text}`,
+  );
+});
+
 Deno.test("examples answer --help", async () => {
-  for (const ex of ["fashion_mnist_mlp.ts", "four_pixel_camera.ts", "gradient_tape.ts"]) {
+  for (
+    const ex of [
+      "fashion_mnist_mlp.ts",
+      "four_pixel_camera.ts",
+      "gradient_tape.ts",
+      "lenet_fashion.ts",
+      "cnn_fashion.ts",
+    ]
+  ) {
     const text = await runExample([`examples/${ex}`, "--help"]);
     assert(text.length > 20, `${ex} --help printed nothing`);
   }
