@@ -7,11 +7,14 @@
 import { parseArgs } from "node:util";
 import { datasets, type History, nn, plot, type Tensor } from "../mod.ts";
 
+/** Parsed flags by name. */
+export type Flags = Record<string, string | boolean | undefined>;
+
 /** The flags every image example takes, and its own. */
 export function exampleFlags(
   extra: Record<string, { type: "string" | "boolean"; default?: string | boolean }>,
   defaults: { epochs: number; batchSize: number; seed?: number },
-) {
+): Flags {
   return parseArgs({
     args: Deno.args,
     options: {
@@ -27,7 +30,7 @@ export function exampleFlags(
       help: { type: "boolean", default: false },
       ...extra,
     },
-  }).values as Record<string, string | boolean | undefined>;
+  }).values as Flags;
 }
 
 /** The help text: a title, the common flags with their defaults, and the example's own lines. */
@@ -53,7 +56,9 @@ export function helpText(
 }
 
 /** Fashion-MNIST as the flags ask for it. */
-export async function loadFashion(flags: Record<string, string | boolean | undefined>) {
+export async function loadFashion(
+  flags: Flags,
+): Promise<{ train: datasets.DataSplit; test: datasets.DataSplit; sample: boolean }> {
   const data = await datasets.fashionMnist({
     dir: flags["data-dir"] as string | undefined,
     sample: flags.sample ? true : "fallback",
@@ -105,7 +110,7 @@ export async function finish(
   history: History,
   test: { x: Uint8Array; y: ArrayLike<number> | Float32Array },
   seconds: number,
-  flags: Record<string, string | boolean | undefined>,
+  flags: Flags,
 ): Promise<number> {
   console.log(plot.history(history));
   const result = await model.evaluate(test as Parameters<nn.Model["evaluate"]>[0], {

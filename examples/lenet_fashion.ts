@@ -15,7 +15,9 @@ import { exampleFlags, finish, helpText, loadFashion, showFeatureMaps } from "./
 const DEFAULTS = { epochs: 3, batchSize: 128 };
 
 /** The seed's LeNet, or its width / depth variant. */
-export function lenet(options: { wide?: boolean; deep?: boolean; seed?: number } = {}) {
+export function lenet(
+  options: { wide?: boolean; deep?: boolean; seed?: number } = {},
+): nn.Sequential {
   const k = options.wide ? 8 : 5;
   const conv = (filters: number, padding: "same" | "valid" = "valid", size = k) =>
     nn.conv2d(filters, { kernelSize: size, padding, activation: "tanh" });
