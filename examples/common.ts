@@ -27,6 +27,7 @@ export function exampleFlags(
       save: { type: "string" },
       "show-maps": { type: "boolean", default: false },
       verbose: { type: "string", default: "1" },
+      "no-verify": { type: "boolean", default: false },
       help: { type: "boolean", default: false },
       ...extra,
     },
@@ -45,7 +46,8 @@ export function helpText(
     `  --epochs N         epochs (default ${defaults.epochs})`,
     `  --batch-size N     samples per step (default ${defaults.batchSize})`,
     "  --seed N           seed of weights, shuffles and dropout (default 42)",
-    "  --data-dir DIR     directory holding the four Fashion-MNIST IDX .gz files",
+    "  --data-dir DIR     directory holding the data set's files",
+    "  --no-verify        skip the SHA-256 check of local files (your own subsets)",
     "  --sample           use the bundled 3,000-image sample instead of the full set",
     "  --limit N          train on the first N training images only (quick runs)",
     "  --save DIR         save the trained model (model.json + model.safetensors) into DIR",
@@ -53,6 +55,15 @@ export function helpText(
     "  --verbose 0|1|2    progress output (default 1)",
     ...own.map((l) => `  ${l}`),
   ].join("\n");
+}
+
+/** Options for the loaders from the flags: `--data-dir`, `--no-verify`, no download. */
+export function loadOptions(flags: Flags): datasets.LoadOptions {
+  return {
+    dir: flags["data-dir"] as string | undefined,
+    verify: !flags["no-verify"],
+    download: false,
+  };
 }
 
 /** Fashion-MNIST as the flags ask for it. */

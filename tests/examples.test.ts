@@ -4,6 +4,31 @@
  * @module
  */
 import { assert, assertMatch } from "./harness_assert.ts";
+import { datasets } from "../mod.ts";
+
+/** The final line every training example prints, as a number. */
+function finalAccuracy(text: string): number {
+  const m = /test accuracy: (0\.\d{4}|1\.0000)$/.exec(text.trimEnd());
+  assert(m, `no final "test accuracy" line:\n${text}`);
+  return Number(m[1]);
+}
+
+/** Made-up MNIST files (digit-like stripes) in `dir`: n training and m test images. */
+async function fakeMnist(dir: string, n: number, m: number): Promise<void> {
+  const images = (k: number) =>
+    Uint8Array.from({ length: k * 784 }, (_, i) => ((i % 28) * 9 + Math.floor(i / 784) * 7) & 0xff);
+  const labels = (k: number) => Uint8Array.from({ length: k }, (_, i) => i % 10);
+  for (const [pre, k] of [["train", n], ["t10k", m]] as const) {
+    await datasets.writeIdxFile(`${dir}/${pre}-images-idx3-ubyte.gz`, {
+      data: images(k),
+      shape: [k, 28, 28],
+    });
+    await datasets.writeIdxFile(`${dir}/${pre}-labels-idx1-ubyte.gz`, {
+      data: labels(k),
+      shape: [k],
+    });
+  }
+}
 
 async function runExample(args: string[]): Promise<string> {
   const out = await new Deno.Command("deno", {
@@ -106,6 +131,106 @@ Deno.test("examples/cnn_fashion.ts: the small CNN trains a few steps and reports
   );
 });
 
+Deno.test("examples/mnist_mlp.ts: trains on MNIST files when given, and falls back to Fashion-MNIST", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "wgrad_mnist_" });
+  try {
+    await fakeMnist(dir, 256, 64);
+    const text = await runExample([
+      "--allow-read=.,/tmp,/usr/share/datasets",
+      "examples/mnist_mlp.ts",
+      "--data-dir",
+      dir,
+      "--no-verify",
+      "--epochs",
+      "1",
+      "--verbose",
+      "2",
+    ]);
+    assertMatch(text, /^mnist: 256 training and 64 test images/m);
+    assertMatch(text, /Total params: 669,706/);
+    assertMatch(text, /dropout_1 \(Dropout\)/);
+    finalAccuracy(text);
+    const fallback = await runExample([
+      "--allow-read=.,/tmp,/usr/share/datasets",
+      "examples/mnist_mlp.ts",
+      "--data-dir",
+      `${dir}/none`,
+      "--limit",
+      "256",
+      "--epochs",
+      "1",
+      "--no-dropout",
+      "--verbose",
+      "0",
+    ]);
+    assertMatch(fallback, /MNIST is not available here; the same recipe runs on Fashion-MNIST/);
+    assert(!/Dropout/.test(fallback), "--no-dropout still has dropout layers");
+    finalAccuracy(fallback);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("examples/notmnist_deep_mlp.ts: trains on a made-up notMNIST tarball; says how to get the data", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "wgrad_notmnist_" });
+  try {
+    const entries: datasets.TarInput[] = [];
+    for (let c = 0; c < 10; c++) {
+      for (let k = 0; k < 12; k++) {
+        const samples = Array.from({ length: 784 }, (_, i) => ((i % 28) < 3 * c ? 255 : k) & 0xff);
+        entries.push({
+          path: `notMNIST_small/${"ABCDEFGHIJ"[c]}/img${k}.png`,
+          data: await datasets.encodePng({ width: 28, height: 28, samples }),
+        });
+      }
+    }
+    await Deno.writeFile(
+      `${dir}/notMNIST_small.tar.gz`,
+      await datasets.gzip(datasets.encodeTar(entries)),
+    );
+    const text = await runExample([
+      "--allow-read=.,/tmp",
+      "examples/notmnist_deep_mlp.ts",
+      "--data-dir",
+      dir,
+      "--no-verify",
+      "--hidden",
+      "32,16,8",
+      "--activation",
+      "elu",
+      "--epochs",
+      "2",
+      "--batch-size",
+      "16",
+      "--verbose",
+      "2",
+    ]);
+    assertMatch(text, /notMNIST: 102 training and 18 test images/);
+    assertMatch(text, /dense_3 \(Dense\) +\(None, 10\)/);
+    finalAccuracy(text);
+    const out = await new Deno.Command("deno", {
+      args: [
+        "run",
+        "--no-prompt",
+        "--allow-read",
+        "--allow-env",
+        "examples/notmnist_deep_mlp.ts",
+        "--data-dir",
+        `${dir}/none`,
+      ],
+      env: { XDG_RUNTIME_DIR: "/tmp", WGRAD_CACHE: `${dir}/cache` },
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const err = new TextDecoder().decode(out.stderr);
+    assert(!out.success, "a missing data set must end the example with an error status");
+    assertMatch(err, /notMNIST_small\.tar\.gz/);
+    assertMatch(err, /--data-dir DIR/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("examples answer --help", async () => {
   for (
     const ex of [
@@ -114,6 +239,8 @@ Deno.test("examples answer --help", async () => {
       "gradient_tape.ts",
       "lenet_fashion.ts",
       "cnn_fashion.ts",
+      "mnist_mlp.ts",
+      "notmnist_deep_mlp.ts",
     ]
   ) {
     const text = await runExample([`examples/${ex}`, "--help"]);
