@@ -231,6 +231,25 @@ Deno.test("examples/notmnist_deep_mlp.ts: trains on a made-up notMNIST tarball; 
   }
 });
 
+Deno.test("examples/lenet_experiments.ts prints every variant in one table", async () => {
+  const text = await runExample([
+    "--allow-read=.",
+    "examples/lenet_experiments.ts",
+    "--sample",
+    "--limit",
+    "128",
+    "--epochs",
+    "1",
+    "--verbose",
+    "0",
+  ]);
+  for (const v of ["lenet ", "wide ", "deep ", "dense "]) {
+    assertMatch(text, new RegExp(`^${v} .*\\d+ s$`, "m"));
+  }
+  assertMatch(text, /test accuracy per epoch/);
+  finalAccuracy(text);
+});
+
 Deno.test("examples answer --help", async () => {
   for (
     const ex of [
@@ -241,6 +260,7 @@ Deno.test("examples answer --help", async () => {
       "cnn_fashion.ts",
       "mnist_mlp.ts",
       "notmnist_deep_mlp.ts",
+      "lenet_experiments.ts",
     ]
   ) {
     const text = await runExample([`examples/${ex}`, "--help"]);
