@@ -1,7 +1,7 @@
-// The vec4 activations of the fused epilogues (matmul.wgsl, conv2d.wgsl), with the formulas of
-// unary.wgsl. Prepended to those kernels by src/ops/matmul.ts and src/ops/conv.ts; the kernel
-// declares `override ACT: u32` (0 linear, 1 relu, 2 sigmoid, 3 tanh, 4 elu, 5 leaky relu,
-// 6 gelu (erf), 7 gelu (tanh form)) and a uniform `p` with an `alpha: f32` field.
+// The vec4 activations of the fused epilogues (matmul.wgsl, conv2d.wgsl, conv2d_strip.wgsl), with
+// the formulas of unary.wgsl. Prepended to those kernels by src/ops/matmul.ts and src/ops/conv.ts;
+// the kernel declares `override ACT: u32` (0 linear, 1 relu, 2 sigmoid, 3 tanh, 4 elu, 5 leaky
+// relu, 6 gelu (erf), 7 gelu (tanh form)) and a uniform `p` with an `alpha: f32` field.
 fn safe_tanh(v: vec4<f32>) -> vec4<f32> {
   let t = exp(-2.0 * abs(v));
   return sign(v) * (1.0 - t) / (1.0 + t);

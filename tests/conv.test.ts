@@ -1,8 +1,10 @@
 /**
- * 2-D convolution (shaders/conv2d.wgsl, shaders/conv2d_wgrad.wgsl, src/ops/conv.ts) against float64
- * references (tests/reference_conv.ts): forward with every fused activation, odd sizes (H, W = 1,
- * 5, 7, 13), channel counts 1, 3, 4, 5, 6, 16, 17, kernels 1–5, strides 1 and 2, dilation 2,
- * "same" with odd total padding and "valid"; the input, weight and bias gradients against the
+ * 2-D convolution (shaders/conv2d_strip.wgsl, shaders/conv2d_wgrad_strip.wgsl, and
+ * shaders/conv2d.wgsl for strided input gradients; src/ops/conv.ts) against float64 references
+ * (tests/reference_conv.ts): forward with every fused activation, odd sizes (H, W = 1, 5, 7, 13,
+ * 27), channel counts 1, 3, 4, 5, 6, 16, 17, 37, 120 (one or several blocks of output channels,
+ * vec4 or scalar loads and stores), kernels 1–5, strides 1 and 2, dilation 2, "same" with odd
+ * total padding and "valid"; the input, weight and bias gradients against the
  * reference backward pass; central-difference gradient checks through the tape; the errors.
  *
  * Tolerances. u = 2⁻²⁴ is the f32 unit roundoff (EPS = 2u). An output of the implicit GEMM is a
@@ -68,6 +70,14 @@ const CASES: readonly Case[] = [
   { x: [2, 14, 14, 6], k: [5, 5], co: 16, padding: "valid", act: "relu", bias: true },
   { x: [2, 28, 28, 1], k: [5, 5], co: 6, padding: "same", act: "relu", bias: true },
   { x: [1, 7, 5, 5], k: [2, 5], co: 7, s: [2, 1], padding: "same", bias: true }, // odd pads
+  // Several blocks of output channels, Cout % 4 ≠ 0 (guarded scalar stores, clamped columns).
+  { x: [2, 9, 11, 3], k: [3, 3], co: 37, padding: "same", act: "relu", bias: true },
+  // dx with Cin = 37 output channels (several blocks) and 12 inner channels read as vec4.
+  { x: [1, 6, 7, 37], k: [2, 3], co: 12, padding: "valid", bias: true },
+  // LeNet-shaped layers: rows of 23 and 7 outputs, Cout = 120 (weight gradient one kernel row
+  // per block, dx with 120 inner channels).
+  { x: [1, 27, 27, 6], k: [5, 5], co: 16, padding: "valid", act: "relu", bias: true },
+  { x: [2, 11, 11, 16], k: [5, 5], co: 120, padding: "valid", bias: true },
 ];
 
 function windowOf(c: Case): Window {

@@ -1,17 +1,22 @@
 /**
  * 2-D convolution in NHWC layout with Keras's kernel layout `[kh, kw, Cin, Cout]`: `conv2d` (with
- * a fused bias and activation), its input gradient and its weight gradient, all three implicit
- * GEMMs (shaders/conv2d.wgsl, shaders/conv2d_wgrad.wgsl): no im2col buffer is ever made.
- * `"same"` and `"valid"` padding follow TensorFlow exactly, including the extra row or column at
- * the bottom or right when the total padding is odd. `conv2d` records its gradient on the tape.
+ * a fused bias and activation), its input gradient and its weight gradient, as implicit GEMMs: no
+ * im2col buffer is ever made. The forward pass and stride-1 input gradients run a direct,
+ * register-blocked kernel (shaders/conv2d_strip.wgsl) whose block — output rows × pixels along
+ * the width × output channels — is chosen per shape when the op is recorded; strided input
+ * gradients run the implicit GEMM of shaders/conv2d.wgsl; the weight gradient runs
+ * shaders/conv2d_wgrad_strip.wgsl, split along the output rows. `"same"` and `"valid"` padding
+ * follow TensorFlow exactly, including the extra row or column at the bottom or right when the
+ * total padding is odd. `conv2d` records its gradient on the tape.
  * @module
  */
 import activationSrc from "../../shaders/activation_vec4.wgsl" with { type: "text" };
 import convSrc from "../../shaders/conv2d.wgsl" with { type: "text" };
-import wgradSrc from "../../shaders/conv2d_wgrad.wgsl" with { type: "text" };
+import stripSrc from "../../shaders/conv2d_strip.wgsl" with { type: "text" };
+import wgradStripSrc from "../../shaders/conv2d_wgrad_strip.wgsl" with { type: "text" };
 import { record, recording } from "../autodiff/tape.ts";
 import { fmtShape, WgradError } from "../errors.ts";
-import { schedule, type Storage } from "../gpu/runtime.ts";
+import { type Runtime, schedule, type Storage } from "../gpu/runtime.ts";
 import { keep, makeTensor, type Tensor } from "../tensor.ts";
 import { type Activation, ACTIVATIONS } from "./matmul.ts";
 import { sum } from "./reduce.ts";
@@ -20,7 +25,8 @@ import { unaryGrad, type UnaryOp } from "./unary.ts";
 import { grid } from "./util.ts";
 
 const CONV = { name: "conv2d", code: activationSrc + convSrc };
-const WGRAD = { name: "conv2d_wgrad", code: wgradSrc };
+const STRIP = { name: "conv2d_strip", code: activationSrc + stripSrc };
+const WGRAD_STRIP = { name: "conv2d_wgrad_strip", code: wgradStripSrc };
 
 /** A size given once for both spatial axes, or as `[height, width]`. */
 export type Size2 = number | readonly [number, number];
@@ -315,49 +321,351 @@ function convBlockCode(rows: number, c4: number): string {
   return s;
 }
 
-/** The straight-line part of shaders/conv2d_wgrad.wgsl (documented there). */
-function wgradBlockCode(rows: number, c4: number, vecX: boolean, vecDy: boolean): string {
-  const acc = rows * c4;
-  const rs = range(rows), quads = range(rows / 4), js = range(c4);
-  let s = `const ROWS = ${rows}u;\nconst C4 = ${c4}u;\nconst VEC_X = ${vecX};\n` +
-    `const VEC_DY = ${vecDy};\n`;
-  s += `struct Acc {\n${fields("v", acc, "vec4<f32>")}}\n`;
-  s += `struct Taps {\n${fields("t", rows, "vec3<i32>")}}\n`;
-  s += `struct Quads {\n${fields("q", rows / 4, "vec4<f32>")}}\n`;
-  s += `struct BRow {\n${fields("b", c4, "vec4<f32>")}}\n`;
-  s += `fn taps_of(row0: u32) -> Taps {\n  return Taps(${
-    rs.map((r) => `tap_of(row0 + ${r}u)`).join(", ")
-  });\n}\n`;
-  const quad = (q: number) =>
-    vecX
-      ? `x_four(nb, by, bx, t.t${4 * q})`
-      : `vec4(${range(4).map((i) => `x_one(nb, by, bx, t.t${4 * q + i})`).join(", ")})`;
-  s += `fn load_quads(t: Taps, nb: u32, by: i32, bx: i32) -> Quads {\n  return Quads(${
-    quads.map(quad).join(", ")
-  });\n}\n`;
-  const col = (j: number) =>
-    vecDy ? `min(col0 + ${4 * j}u, p.cout - 4u)` : `min(col0 + ${4 * j}u, p.cout - 1u)`;
-  s += `fn load_brow(drow: u32, col0: u32) -> BRow {\n  return BRow(${
-    js.map((j) => `ld_dy(drow + ${col(j)}, drow + p.cout - 1u)`).join(", ")
-  });\n}\n`;
-  s += `fn add_brow(a: BRow, b: BRow) -> BRow {\n  return BRow(${
-    js.map((j) => `a.b${j} + b.b${j}`).join(", ")
-  });\n}\n`;
-  s += `fn wmac(acc: Acc, a: Quads, b: BRow) -> Acc {\n  var r = acc;\n`;
-  const lane = ["x", "y", "z", "w"];
-  for (const r of rs) {
-    for (const j of js) {
-      const v = `r.v${r * c4 + j}`;
-      s += `  ${v} = fma(vec4(a.q${r >> 2}.${lane[r & 3]}), b.b${j}, ${v});\n`;
+/** The shape of a direct (strip) kernel's block and its specialisations (shaders/conv2d_strip.wgsl). */
+interface StripShape {
+  mode: 0 | 1;
+  /** Output rows, output pixels along the width and vec4 groups of output channels per block. */
+  ry: number;
+  rx: number;
+  co4: number;
+  /** Inner channels per step: 4 (one vec4 load, ci % 4 == 0) or 1. */
+  cs: 1 | 4;
+  kw: number;
+  sw: number;
+  dw: number;
+  /** Columns of B loaded per block: 4·co4, or co when one block covers all co < 4·co4. */
+  ncol: number;
+  /** B read as vec4 along o (MODE 0, co % 4 == 0), along c (MODE 1, cs == 4), or scalars. */
+  bVec: boolean;
+  /** Output stores as vec4 (co % 4 == 0). */
+  vecY: boolean;
+  keepZ: boolean;
+}
+
+/** The generated part of shaders/conv2d_strip.wgsl: bindings and `fn main` for one block shape. */
+function stripCode(k: StripShape): string {
+  const { mode, ry: RY, rx: RX, co4: CO4, cs: CS, kw: KW, sw: SW, dw: DW, ncol: NCOL } = k;
+  const used = [...new Set(range(RX).flatMap((x) => range(KW).map((kx) => x * SW + kx * DW)))]
+    .sort((a, b) => a - b);
+  const arr = (vec: boolean) => (vec ? "array<vec4<f32>>" : "array<f32>");
+  let s = `@group(0) @binding(0) var<storage, read> src: ${arr(CS === 4)};
+@group(0) @binding(1) var<storage, read> wt: ${arr(k.bVec)};
+@group(0) @binding(2) var<storage, read_write> y: ${arr(k.vecY)};
+`;
+  if (k.keepZ) s += `@group(0) @binding(5) var<storage, read_write> z: ${arr(k.vecY)};\n`;
+  s += `@compute @workgroup_size(8)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+  let idx = gid.x + gid.y * p.stride;
+  if (idx >= p.total) {
+    return;
+  }
+  let jb = idx % p.col_blocks;
+  var q = idx / p.col_blocks;
+  let sx = q % p.strips;
+  q = q / p.strips;
+  let rb = q % p.row_blocks;
+  let n = q / p.row_blocks;
+  let oy0 = rb * ${RY}u;
+  let ox0 = sx * ${RX}u;
+  let o0 = jb * ${4 * CO4}u;
+  let ci = p.ci;
+  let co = p.co;
+  let cico = ci * co;
+  let ix0 = i32(ox0 * ${SW}u) - i32(p.pl);
+  let wmax = i32(p.src_w) - 1;
+  let hmax = i32(p.src_h) - 1;
+  let img = n * p.src_h;
+`;
+  for (const i of used) {
+    s += `  let xo${i} = u32(clamp(ix0 + ${i}, 0, wmax)) * ci;\n`;
+    s += `  let xv${i} = ix0 + ${i} >= 0 && ix0 + ${i} <= wmax;\n`;
+  }
+  for (const r of range(RY)) s += `  let iyb${r} = i32((oy0 + ${r}u) * p.sh) - i32(p.pt);\n`;
+  // Column offsets of B (clamped to valid columns).
+  if (mode === 0 && k.bVec) {
+    for (const j of range(CO4)) s += `  let oc${j} = min(o0 + ${4 * j}u, co - 4u);\n`;
+  } else {
+    for (const e of range(NCOL)) {
+      s += mode === 0
+        ? `  let oc${e} = min(o0 + ${e}u, co - 1u);\n`
+        : `  let oc${e} = min(o0 + ${e}u, co - 1u) * ci;\n`;
     }
   }
-  s += `  return r;\n}\n`;
-  s += `fn acc_array(acc: Acc) -> array<vec4<f32>, ${acc}> {\n  return array<vec4<f32>, ${acc}>(${
-    range(acc).map((i) => `acc.v${i}`).join(", ")
-  });\n}\n`;
-  s += `fn brow_array(b: BRow) -> array<vec4<f32>, ${c4}> {\n  return array<vec4<f32>, ${c4}>(${
-    js.map((j) => `b.b${j}`).join(", ")
-  });\n}\n`;
+  for (const r of range(RY)) {
+    for (const x of range(RX)) {
+      for (const j of range(CO4)) s += `  var a${r}_${x}_${j} = vec4(0.0);\n`;
+    }
+  }
+  s += `  for (var ky = 0u; ky < p.kh; ky++) {\n`;
+  for (const r of range(RY)) {
+    s += `    let iy${r} = iyb${r} + i32(ky * p.dh);\n`;
+    s += `    let rv${r} = iy${r} >= 0 && iy${r} <= hmax;\n`;
+    s += `    let ro${r} = (img + u32(clamp(iy${r}, 0, hmax))) * p.src_w * ci;\n`;
+  }
+  s += mode === 0
+    ? `    let tb = ky * ${KW}u * cico;\n`
+    : `    let tb = ((p.kh - 1u - ky) * ${KW}u + ${KW - 1}u) * cico;\n`;
+  s += `    for (var c = 0u; c < ci; c += ${CS}u) {\n`;
+  const zero = CS === 4 ? "vec4(0.0)" : "0.0";
+  for (const r of range(RY)) {
+    for (const i of used) {
+      const addr = CS === 4 ? `(ro${r} + xo${i} + c) >> 2u` : `ro${r} + xo${i} + c`;
+      s += `      let s${r}_${i} = select(${zero}, src[${addr}], rv${r} && xv${i});\n`;
+    }
+  }
+  s += mode === 0 ? `      let wb = tb + c * co;\n` : `      let wb = tb + c;\n`;
+  const lane = ["x", "y", "z", "w"];
+  for (const kx of range(KW)) {
+    const wk = mode === 0 ? `wb + ${kx}u * cico` : `wb - ${kx}u * cico`;
+    // B: b{kx}_{s}_{j}, the 4 columns 4j..4j+3 at tap kx and inner channel c + s.
+    if (mode === 0 && k.bVec) {
+      for (const t of range(CS)) {
+        for (const j of range(CO4)) {
+          s += `      let b${kx}_${t}_${j} = wt[(${wk} + ${t}u * co + oc${j}) >> 2u];\n`;
+        }
+      }
+    } else if (mode === 1 && k.bVec) {
+      // One vec4 (4 inner channels) per column, transposed.
+      for (const e of range(NCOL)) s += `      let v${kx}_${e} = wt[(${wk} + oc${e}) >> 2u];\n`;
+      for (const t of range(CS)) {
+        for (const j of range(CO4)) {
+          const comps = range(4).map((q) =>
+            4 * j + q < NCOL ? `v${kx}_${4 * j + q}.${lane[t]}` : "0.0"
+          );
+          s += `      let b${kx}_${t}_${j} = vec4(${comps.join(", ")});\n`;
+        }
+      }
+    } else {
+      for (const t of range(CS)) {
+        for (const e of range(NCOL)) {
+          const addr = mode === 0 ? `${wk} + ${t}u * co + oc${e}` : `${wk} + oc${e} + ${t}u`;
+          s += `      let w${kx}_${t}_${e} = wt[${addr}];\n`;
+        }
+        for (const j of range(CO4)) {
+          const comps = range(4).map((
+            q,
+          ) => (4 * j + q < NCOL ? `w${kx}_${t}_${4 * j + q}` : "0.0"));
+          s += `      let b${kx}_${t}_${j} = vec4(${comps.join(", ")});\n`;
+        }
+      }
+    }
+  }
+  // Each accumulator takes its kw·CS multiply-adds in one chain (loaded and stored once when
+  // registers spill).
+  for (const r of range(RY)) {
+    for (const x of range(RX)) {
+      for (const j of range(CO4)) {
+        const v = `a${r}_${x}_${j}`;
+        let e = v;
+        for (const kx of range(KW)) {
+          for (const t of range(CS)) {
+            const a = `s${r}_${x * SW + kx * DW}${CS === 4 ? `.${lane[t]}` : ""}`;
+            e = `fma(vec4(${a}), b${kx}_${t}_${j}, ${e})`;
+          }
+        }
+        s += `      ${v} = ${e};\n`;
+      }
+    }
+  }
+  s += `    }\n  }\n`;
+  // Epilogue: bias, activation, guarded stores.
+  for (const j of range(CO4)) {
+    const o = `o0 + ${4 * j}u`;
+    s +=
+      `  let bv${j} = vec4(bias_at(${o}), bias_at(${o} + 1u), bias_at(${o} + 2u), bias_at(${o} + 3u));\n`;
+  }
+  for (const r of range(RY)) {
+    for (const x of range(RX)) {
+      s += `  if (oy0 + ${r}u < p.out_h && ox0 + ${x}u < p.out_w) {\n`;
+      s += `    let pb = ((n * p.out_h + oy0 + ${r}u) * p.out_w + ox0 + ${x}u) * co + o0;\n`;
+      for (const j of range(CO4)) {
+        const zv = `a${r}_${x}_${j} + bv${j}`;
+        const lines: string[] = [];
+        if (k.vecY) {
+          lines.push(`y[(pb + ${4 * j}u) >> 2u] = activate(zz);`);
+          if (k.keepZ) lines.push(`z[(pb + ${4 * j}u) >> 2u] = zz;`);
+        } else {
+          lines.push(`let yy = activate(zz);`);
+          for (const e of range(4)) {
+            if (4 * j + e >= NCOL) break;
+            const guard = NCOL < 4 * CO4 ? "" : `if (o0 + ${4 * j + e}u < co) `;
+            lines.push(`${guard}{ y[pb + ${4 * j + e}u] = yy.${lane[e]}; }`);
+            if (k.keepZ) lines.push(`${guard}{ z[pb + ${4 * j + e}u] = zz.${lane[e]}; }`);
+          }
+        }
+        s += `    if (o0 + ${4 * j}u < co) {\n      let zz = ${zv};\n` +
+          lines.map((l) => `      ${l}\n`).join("") + `    }\n`;
+      }
+      s += `  }\n`;
+    }
+  }
+  s += `}\n`;
+  return s;
+}
+
+/** The block of a strip weight-gradient kernel (shaders/conv2d_wgrad_strip.wgsl). */
+interface WgradStripShape {
+  /** Kernel rows, channels (4: one vec4 load, cin % 4 == 0; or 1), vec4 groups of outputs. */
+  ky: number;
+  cs: 1 | 4;
+  co4: number;
+  /** Output pixels per strip. */
+  rx: number;
+  kw: number;
+  sw: number;
+  dw: number;
+  /** Columns of dy loaded per block: 4·co4, or cout when one block covers all cout < 4·co4. */
+  ncol: number;
+  /** dy and the partial sums as vec4 (cout % 4 == 0). */
+  vecDy: boolean;
+}
+
+/** The generated part of shaders/conv2d_wgrad_strip.wgsl: bindings and `fn main`. */
+function wgradStripCode(k: WgradStripShape): string {
+  const { ky: KY, cs: CS, co4: CO4, rx: RX, kw: KW, sw: SW, dw: DW, ncol: NCOL } = k;
+  const used = [...new Set(range(RX).flatMap((x) => range(KW).map((kx) => x * SW + kx * DW)))]
+    .sort((a, b) => a - b);
+  const arr = (vec: boolean) => (vec ? "array<vec4<f32>>" : "array<f32>");
+  const lane = ["x", "y", "z", "w"];
+  let s = `@group(0) @binding(0) var<storage, read> x: ${arr(CS === 4)};
+@group(0) @binding(1) var<storage, read> dy: ${arr(k.vecDy)};
+@group(0) @binding(2) var<storage, read_write> part: ${arr(k.vecDy)};
+@compute @workgroup_size(8)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+  let idx = gid.x + gid.y * p.stride;
+  if (idx >= p.total) {
+    return;
+  }
+  let jb = idx % p.col_blocks;
+  var q = idx / p.col_blocks;
+  let cb = q % p.c_blocks;
+  q = q / p.c_blocks;
+  let kb = q % p.ky_blocks;
+  let sp = q / p.ky_blocks;
+  let o0 = jb * ${4 * CO4}u;
+  let c0 = cb * ${CS}u;
+  let ky0 = kb * ${KY}u;
+  let cin = p.cin;
+  let cout = p.cout;
+  let wmax = i32(p.w) - 1;
+  let hmax = i32(p.h) - 1;
+  let xmax = p.wo - 1u;
+`;
+  if (k.vecDy) {
+    for (const j of range(CO4)) s += `  let oc${j} = min(o0 + ${4 * j}u, cout - 4u);\n`;
+  } else {
+    for (const e of range(NCOL)) s += `  let oc${e} = min(o0 + ${e}u, cout - 1u);\n`;
+  }
+  for (const y of range(KY)) {
+    s += `  let kv${y} = ky0 + ${y}u < p.kh;\n`;
+    s += `  let kyo${y} = i32((ky0 + ${y}u) * p.dh) - i32(p.pt);\n`;
+  }
+  for (const y of range(KY)) {
+    for (const x of range(KW)) {
+      for (const t of range(CS)) {
+        for (const j of range(CO4)) s += `  var a${y}_${x}_${t}_${j} = vec4(0.0);\n`;
+      }
+    }
+  }
+  for (const j of range(CO4)) s += `  var cs${j} = vec4(0.0);\n`;
+  s += `  let r0 = sp * p.chunk;
+  let r1 = min(r0 + p.chunk, p.rows);
+  for (var r = r0; r < r1; r++) {
+    let n = r / p.ho;
+    let oy = r % p.ho;
+    let drow = r * p.wo * cout;
+`;
+  for (const y of range(KY)) {
+    s += `    let iy${y} = i32(oy * p.sh) + kyo${y};\n`;
+    s += `    let rv${y} = kv${y} && iy${y} >= 0 && iy${y} <= hmax;\n`;
+    s += `    let ro${y} = (n * p.h + u32(clamp(iy${y}, 0, hmax))) * p.w * cin + c0;\n`;
+  }
+  s += `    for (var x0 = 0u; x0 < p.wo; x0 += ${RX}u) {\n`;
+  s += `      let ix0 = i32(x0 * ${SW}u) - i32(p.pl);\n`;
+  const zero = "vec4(0.0)";
+  for (const x of range(RX)) {
+    s += `      let dv${x} = x0 + ${x}u <= xmax;\n`;
+    s += `      let db${x} = drow + min(x0 + ${x}u, xmax) * cout;\n`;
+    if (k.vecDy) {
+      for (const j of range(CO4)) {
+        s += `      let d${x}_${j} = select(${zero}, dy[(db${x} + oc${j}) >> 2u], dv${x});\n`;
+      }
+    } else {
+      for (const j of range(CO4)) {
+        const comps = range(4).map((q) => 4 * j + q < NCOL ? `dy[db${x} + oc${4 * j + q}]` : "0.0");
+        s += `      let d${x}_${j} = select(${zero}, vec4(${comps.join(", ")}), dv${x});\n`;
+      }
+    }
+  }
+  for (const j of range(CO4)) {
+    s += `      cs${j} += ${range(RX).map((x) => `d${x}_${j}`).join(" + ")};\n`;
+  }
+  const xzero = CS === 4 ? "vec4(0.0)" : "0.0";
+  for (const i of used) {
+    s += `      let xv${i} = ix0 + ${i} >= 0 && ix0 + ${i} <= wmax;\n`;
+    s += `      let xo${i} = u32(clamp(ix0 + ${i}, 0, wmax)) * cin;\n`;
+  }
+  for (const y of range(KY)) {
+    for (const i of used) {
+      const addr = CS === 4 ? `(ro${y} + xo${i}) >> 2u` : `ro${y} + xo${i}`;
+      s += `      let x${y}_${i} = select(${xzero}, x[${addr}], rv${y} && xv${i});\n`;
+    }
+  }
+  for (const y of range(KY)) {
+    for (const kx of range(KW)) {
+      for (const t of range(CS)) {
+        for (const j of range(CO4)) {
+          const v = `a${y}_${kx}_${t}_${j}`;
+          let e = v;
+          for (const x of range(RX)) {
+            const xv = `x${y}_${x * SW + kx * DW}${CS === 4 ? `.${lane[t]}` : ""}`;
+            e = `fma(vec4(${xv}), d${x}_${j}, ${e})`;
+          }
+          s += `      ${v} = ${e};\n`;
+        }
+      }
+    }
+  }
+  s += `    }\n  }\n`;
+  // Guarded stores of the partial sums.
+  s += `  let size = p.kh * ${KW}u * cin * cout;\n  let pb = sp * size;\n`;
+  const store = (buf: string, base: string, j: number, val: string) => {
+    if (k.vecDy) {
+      return `if (o0 + ${4 * j}u < cout) { ${buf}[(${base} + o0 + ${4 * j}u) >> 2u] = ${val}; }\n`;
+    }
+    let t = "";
+    for (const e of range(4)) {
+      if (4 * j + e >= NCOL) break;
+      t += `if (o0 + ${4 * j + e}u < cout) { ${buf}[${base} + o0 + ${4 * j + e}u] = ${val}.${
+        lane[e]
+      }; }\n`;
+    }
+    return t;
+  };
+  s += `  if (kb == 0u && cb == 0u) {\n`;
+  for (const j of range(CO4)) {
+    for (const e of range(4)) {
+      if (4 * j + e >= NCOL) break;
+      const o = `o0 + ${4 * j + e}u`;
+      s += `    if (${o} < cout) { colsum[sp * cout + ${o}] = cs${j}.${lane[e]}; }\n`;
+    }
+  }
+  s += `  }\n`;
+  for (const y of range(KY)) {
+    for (const kx of range(KW)) {
+      for (const t of range(CS)) {
+        s += `  if (kv${y} && c0 + ${t}u < cin) {\n`;
+        s += `    let rb = pb + (((ky0 + ${y}u) * ${KW}u + ${kx}u) * cin + c0 + ${t}u) * cout;\n`;
+        for (const j of range(CO4)) {
+          s += store("part", "rb", j, `a${y}_${kx}_${t}_${j}`).split("\n").filter((l) => l).map((
+            l,
+          ) => `    ${l}\n`).join("");
+        }
+        s += `  }\n`;
+      }
+    }
+  }
+  s += `}\n`;
   return s;
 }
 
@@ -379,6 +687,126 @@ interface ConvLaunch {
   label: string;
 }
 
+/** Accumulator floats a strip block may hold (registers spill beyond this on llvmpipe). */
+const STRIP_ACC = 448;
+/** Relative cost of a vec4 multiply-add against one float loaded from a storage buffer. */
+const STRIP_FMA_COST = 0.1;
+/** Vec4 multiply-adds a generated block may spell out (bounds the shader's compile time). */
+const STRIP_FMA_MAX = 768;
+/** Invocations below which a strip layout is penalised (two threads of 8-lane workgroups). */
+const STRIP_MIN_INVOCATIONS = 128;
+
+/**
+ * Picks the block (RY rows × RX pixels × 4·CO4 channels) of a strip kernel that minimises an
+ * estimate of its cost: floats loaded from storage plus a fraction for each vec4 multiply-add,
+ * counted over every block of the output (edge blocks in full), with fewer invocations than the
+ * machine can keep busy penalised.
+ */
+function chooseStrip(
+  n: number,
+  outH: number,
+  outW: number,
+  ci: number,
+  co: number,
+  kw: number,
+  sw: number,
+  dw: number,
+  bVec: boolean,
+): { ry: number; rx: number; co4: number } {
+  const cs = ci % 4 === 0 ? 4 : 1;
+  let best = { ry: 1, rx: 1, co4: 1 }, bestCost = Infinity;
+  for (let co4 = 1; co4 <= Math.min(8, Math.ceil(co / 4)); co4++) {
+    const ncol = 4 * co4 >= co ? co : 4 * co4;
+    const bLoads = kw * cs * (bVec ? 4 * Math.ceil(ncol / 4) : ncol);
+    for (let ry = 1; ry <= Math.min(4, outH); ry++) {
+      for (let rx = 1; rx <= Math.min(32, outW); rx++) {
+        if (ry * rx * co4 * 4 > STRIP_ACC || ry * rx * kw * cs * co4 > STRIP_FMA_MAX) break;
+        const used = new Set(range(rx).flatMap((x) => range(kw).map((k) => x * sw + k * dw))).size;
+        const blocks = n * Math.ceil(outH / ry) * Math.ceil(outW / rx) * Math.ceil(co / (4 * co4));
+        const step = ry * used * cs + bLoads + STRIP_FMA_COST * ry * rx * kw * cs * co4;
+        const cost = blocks * step * Math.max(1, STRIP_MIN_INVOCATIONS / blocks);
+        if (cost < bestCost) {
+          bestCost = cost;
+          best = { ry, rx, co4 };
+        }
+      }
+    }
+  }
+  return best;
+}
+
+/** Records the strip kernel (shaders/conv2d_strip.wgsl) for convGemm: forward, or stride-1 dx. */
+function stripLaunch(
+  c: ConvLaunch,
+  ys: Storage,
+  zs: Storage | null,
+  rt: Runtime,
+): void {
+  const { g, mode } = c;
+  const outH = mode === 0 ? g.ho : g.h, outW = mode === 0 ? g.wo : g.w;
+  const srcH = mode === 0 ? g.h : g.ho, srcW = mode === 0 ? g.w : g.wo;
+  const ci = mode === 0 ? g.cin : g.cout, co = mode === 0 ? g.cout : g.cin;
+  const cs = ci % 4 === 0 ? 4 : 1;
+  const sw = mode === 0 ? g.sw : 1;
+  const bVec = mode === 0 ? co % 4 === 0 : cs === 4;
+  const { ry, rx, co4 } = chooseStrip(g.n, outH, outW, ci, co, g.kw, sw, g.dw, bVec);
+  const shape: StripShape = {
+    mode,
+    ry,
+    rx,
+    co4,
+    cs,
+    kw: g.kw,
+    sw,
+    dw: g.dw,
+    ncol: 4 * co4 >= co ? co : 4 * co4,
+    bVec,
+    vecY: co % 4 === 0,
+    keepZ: zs !== null,
+  };
+  const strips = Math.ceil(outW / rx), rowBlocks = Math.ceil(outH / ry);
+  const colBlocks = Math.ceil(co / (4 * co4));
+  const total = g.n * rowBlocks * strips * colBlocks;
+  const gr = grid(total, 8);
+  const u = new Uint32Array([
+    outH,
+    outW,
+    srcH,
+    srcW,
+    ci,
+    co,
+    g.kh,
+    mode === 0 ? g.sh : 1,
+    g.dh,
+    mode === 0 ? g.pt : (g.kh - 1) * g.dh - g.pt,
+    mode === 0 ? g.pl : (g.kw - 1) * g.dw - g.pl,
+    strips,
+    rowBlocks,
+    colBlocks,
+    total,
+    gr.stride,
+    c.bias ? 1 : 0,
+    0,
+  ]);
+  new Float32Array(u.buffer)[17] = c.alpha;
+  const bindings: (Storage | Uint32Array)[] = [
+    c.src.storage,
+    c.w.storage,
+    ys,
+    u,
+    (c.bias ?? c.src).storage,
+  ];
+  if (zs) bindings.push(zs);
+  rt.dispatch({
+    kernel: STRIP,
+    prefix: stripCode(shape),
+    constants: { ACT: ACTIVATIONS[c.act] },
+    bindings,
+    workgroups: gr.groups,
+    label: c.label,
+  });
+}
+
 /** Records the forward or input-gradient kernel; returns the output (and the pre-activation). */
 function convGemm(c: ConvLaunch): { y: Tensor<"f32">; z: Tensor<"f32"> | null } {
   const { g, mode } = c;
@@ -398,8 +826,12 @@ function convGemm(c: ConvLaunch): { y: Tensor<"f32">; z: Tensor<"f32"> | null } 
     y.setStorage(ys);
     const zs = z ? rt.alloc(m * co * 4, `${c.label} (pre-activation)`) : null;
     if (z && zs) z.setStorage(zs);
+    if (mode === 0 || (g.sh === 1 && g.sw === 1)) {
+      stripLaunch(c, ys, zs, rt);
+      return;
+    }
     const vecA = ci % 4 === 0;
-    const vecB = mode === 0 ? co % 4 === 0 : ci % 4 === 0;
+    const vecB = (mode as number) === 0 ? co % 4 === 0 : ci % 4 === 0;
     const vecY = co % 4 === 0;
     const prefix = convBlockCode(rows, c4) + `const VEC_A = ${vecA};\nconst VEC_B = ${vecB};\n` +
       loader("ld_a", "src", 0, vecA) + loader("ld_b", "wt", 1, vecB) +
@@ -450,12 +882,42 @@ function convGemm(c: ConvLaunch): { y: Tensor<"f32">; z: Tensor<"f32"> | null } 
   return { y, z };
 }
 
-/** Rows of dw per invocation of the weight-gradient kernel. */
-const WGRAD_ROWS = 8;
-/** Invocations the weight-gradient kernel aims for (split along the pixels to get them). */
+/** Accumulator floats a strip weight-gradient block may hold (each takes RX multiply-adds per load). */
+const WGRAD_STRIP_ACC = 640;
+/** Vec4 multiply-adds a generated weight-gradient block may spell out. */
+const WGRAD_STRIP_FMA_MAX = 1024;
+
+/** Picks the block of the strip weight-gradient kernel, minimising the same estimate as chooseStrip. */
+function chooseWgradStrip(g: Conv2dGeometry): WgradStripShape {
+  const cs = g.cin % 4 === 0 ? 4 : 1;
+  const vecDy = g.cout % 4 === 0;
+  let best: WgradStripShape | null = null, bestCost = Infinity;
+  for (let co4 = 1; co4 <= Math.min(8, Math.ceil(g.cout / 4)); co4++) {
+    const ncol = 4 * co4 >= g.cout ? g.cout : 4 * co4;
+    const dyLoads = vecDy ? 4 * co4 : ncol;
+    for (let ky = 1; ky <= g.kh; ky++) {
+      if (ky * g.kw * cs * co4 * 4 > WGRAD_STRIP_ACC) break;
+      for (let rx = 1; rx <= Math.min(32, g.wo); rx++) {
+        if (ky * g.kw * cs * co4 * rx > WGRAD_STRIP_FMA_MAX) break;
+        const used = new Set(range(rx).flatMap((x) => range(g.kw).map((k) => x * g.sw + k * g.dw)))
+          .size;
+        const perRow = Math.ceil(g.wo / rx) *
+          (rx * dyLoads + ky * used * cs + STRIP_FMA_COST * ky * g.kw * cs * co4 * rx);
+        const blocks = Math.ceil(g.kh / ky) * Math.ceil(g.cin / cs) *
+          Math.ceil(g.cout / (4 * co4));
+        const cost = blocks * perRow;
+        if (cost < bestCost) {
+          bestCost = cost;
+          best = { ky, cs, co4, rx, kw: g.kw, sw: g.sw, dw: g.dw, ncol, vecDy };
+        }
+      }
+    }
+  }
+  return best!;
+}
+
+/** Invocations the weight-gradient kernel aims for (split along the output rows to get them). */
 const WGRAD_TARGET = 512;
-/** The fewest pixels an invocation of the weight-gradient kernel sums. */
-const WGRAD_MIN_CHUNK = 32;
 
 /**
  * Records the weight-gradient kernel and the reduction of its partial sums: dw `[kh, kw, Cin,
@@ -467,38 +929,23 @@ function weightGrad(
   g: Conv2dGeometry,
   label: string,
 ): { dw: Tensor<"f32">; db: Tensor<"f32"> } {
-  const rowsTotal = g.kh * g.kw * g.cin;
-  const pixels = g.n * g.ho * g.wo;
-  const c4 = colGroups(g.cout);
-  const colBlocks = Math.ceil(g.cout / (4 * c4));
-  const blocks = Math.ceil(rowsTotal / WGRAD_ROWS) * colBlocks;
-  let splits = Math.max(
-    1,
-    Math.min(Math.ceil(WGRAD_TARGET / blocks), Math.ceil(pixels / WGRAD_MIN_CHUNK)),
-  );
-  const chunk = Math.ceil(pixels / splits);
-  splits = Math.ceil(pixels / chunk);
-  const part = makeTensor([splits, rowsTotal * g.cout], "f32");
+  const size = g.kh * g.kw * g.cin * g.cout;
+  const rows = g.n * g.ho;
+  const k = chooseWgradStrip(g);
+  const kyBlocks = Math.ceil(g.kh / k.ky), cBlocks = Math.ceil(g.cin / k.cs);
+  const colBlocks = Math.ceil(g.cout / (4 * k.co4));
+  const blocks = kyBlocks * cBlocks * colBlocks;
+  let splits = Math.max(1, Math.min(Math.ceil(WGRAD_TARGET / blocks), rows));
+  const chunk = Math.ceil(rows / splits);
+  splits = Math.ceil(rows / chunk);
+  const part = makeTensor([splits, size], "f32");
   const colsum = makeTensor([splits, g.cout], "f32");
   const total = blocks * splits;
   schedule((rt) => {
-    const ps = rt.alloc(splits * rowsTotal * g.cout * 4, `${label} (partial sums)`);
+    const ps = rt.alloc(splits * size * 4, `${label} (partial sums)`);
     part.setStorage(ps);
     const cs = rt.alloc(splits * g.cout * 4, `${label} (partial bias sums)`);
     colsum.setStorage(cs);
-    const vecX = g.cin % 4 === 0;
-    const vecDy = g.cout % 4 === 0;
-    const prefix = wgradBlockCode(WGRAD_ROWS, c4, vecX, vecDy) +
-      (vecX
-        ? `@group(0) @binding(0) var<storage, read> x: array<vec4<f32>>;
-fn x_at(i: u32) -> f32 { return x[i >> 2u][i & 3u]; }
-fn x_quad(i: u32) -> vec4<f32> { return x[i >> 2u]; }
-`
-        : `@group(0) @binding(0) var<storage, read> x: array<f32>;
-fn x_at(i: u32) -> f32 { return x[i]; }
-fn x_quad(i: u32) -> vec4<f32> { return vec4(x[i], x[i + 1u], x[i + 2u], x[i + 3u]); }
-`) +
-      loader("ld_dy", "dy", 1, vecDy);
     const gr = grid(total, 8);
     const u = new Uint32Array([
       g.h,
@@ -507,24 +954,22 @@ fn x_quad(i: u32) -> vec4<f32> { return vec4(x[i], x[i + 1u], x[i + 2u], x[i + 3
       g.ho,
       g.wo,
       g.cout,
-      g.kw,
+      g.kh,
       g.sh,
-      g.sw,
       g.dh,
-      g.dw,
       g.pt,
       g.pl,
-      rowsTotal,
-      pixels,
+      rows,
       chunk,
+      kyBlocks,
+      cBlocks,
       colBlocks,
-      blocks,
       total,
       gr.stride,
     ]);
     rt.dispatch({
-      kernel: WGRAD,
-      prefix,
+      kernel: WGRAD_STRIP,
+      prefix: wgradStripCode(k),
       bindings: [x.storage, dy.storage, ps, u, cs],
       workgroups: gr.groups,
       label,
@@ -741,7 +1186,7 @@ export function conv2dInputGrad(
  * The gradients of a convolution's kernel and bias: given the input `x` and `dy` (the gradient of
  * `conv2d(x, w, options)` for a `w` of shape `kernelShape`), returns dw `[kh, kw, Cin, Cout]` =
  * im2col(x)ᵀ · dy and db `[Cout]` (the sums of dy over batch and pixels), from one implicit-GEMM
- * kernel split along the N·Ho·Wo pixels, plus a reduction of its partial sums when it was split.
+ * kernel split along the N·Ho output rows, plus a reduction of its partial sums when it was split.
  * @throws {WgradError} as {@linkcode conv2d}, and `shape` when `dy` is not the output's shape.
  */
 export function conv2dWeightGrad(
