@@ -9,6 +9,8 @@
  * Run: `deno task bench:train` (add `--json=bench/train.json` to write the figures,
  * `--steps N` to change the epoch length, `--profile` to time each command of every compiled
  * training step alone, `--only NAME` to run the workloads whose name contains NAME).
+ * bench/compare.ts imports the workloads and {@linkcode measureWgrad} to run them side by side
+ * with TensorFlow.js.
  * @module
  */
 import { parseArgs } from "node:util";
@@ -17,41 +19,41 @@ import { type Plan, ready } from "../src/gpu/runtime.ts";
 import { lenet } from "../examples/lenet_fashion.ts";
 import { smallCnn } from "../examples/cnn_fashion.ts";
 
-const { values: flags } = parseArgs({
-  args: Deno.args,
-  options: {
-    json: { type: "string" },
-    steps: { type: "string", default: "400" },
-    profile: { type: "boolean", default: false },
-    only: { type: "string" },
-    "conv-steps": { type: "string", default: "40" },
-  },
-});
-const info = await gpuInfo();
-console.log(`wgrad training benchmark — adapter "${info.description}", Deno ${info.deno}`);
+/** The architecture of a workload, which bench/tfjs.ts builds again in TensorFlow.js. */
+export type Architecture =
+  | { kind: "mlp"; widths: readonly number[] }
+  | { kind: "lenet" }
+  | { kind: "smallCnn" };
 
-const data = await datasets.fashionMnist({ sample: "fallback", quiet: true });
-const steps = Number(flags.steps);
+/** A training workload: a model, its recipe, and how many steps an epoch of the benchmark has. */
+export interface Workload {
+  name: string;
+  batch: number;
+  steps: number;
+  /** Whether it is convolutional (slow on llvmpipe: fewer steps). */
+  conv: boolean;
+  /** One-hot targets (categorical cross-entropy) instead of sparse labels. */
+  oneHot: boolean;
+  arch: Architecture;
+  build: () => nn.Model;
+}
 
-interface Row {
+/** One measured workload. */
+export interface Row {
   model: string;
   batch: number;
   samplesPerSecond: number;
   msPerStep: number;
-}
-const rows: Row[] = [];
-
-/** A training workload: a model, its recipe, and how many steps an epoch of the benchmark has. */
-interface Workload {
-  name: string;
-  batch: number;
+  /** Steps per timed epoch. */
   steps: number;
-  /** One-hot targets (categorical cross-entropy) instead of sparse labels. */
-  oneHot: boolean;
-  build: () => nn.Model;
+  /** The training loss of the last epoch (a check that the model trains). */
+  loss: number;
 }
 
-const mlp = (widths: number[]) => () => {
+/** Fashion-MNIST as `datasets.fashionMnist` returns it. */
+export type Fashion = Awaited<ReturnType<typeof datasets.fashionMnist>>;
+
+const mlp = (widths: readonly number[]) => () => {
   const model = nn.sequential([
     nn.flatten(),
     ...widths.map((w) => nn.dense(w, { activation: "relu" })),
@@ -64,58 +66,87 @@ const mlp = (widths: number[]) => () => {
   });
   return model;
 };
-const convSteps = Number(flags["conv-steps"]);
-const workloads: Workload[] = [
-  ...[32, 128].map((batch) => ({
-    name: "MLP 784-128-10",
-    batch,
-    steps,
-    oneHot: false,
-    build: mlp([128]),
-  })),
-  ...[32, 128].map((batch) => ({
-    name: "MLP 784-256-128-64-64-10",
-    batch,
-    steps,
-    oneHot: false,
-    build: mlp([256, 128, 64, 64]),
-  })),
-  {
-    name: "LeNet-5 (SGD, one-hot)",
-    batch: 128,
-    steps: convSteps,
-    oneHot: true,
-    build: () => {
-      const model = lenet({ seed: 1 });
-      model.compile({
-        optimizer: optim.sgd({ learningRate: 0.01 }),
-        loss: losses.categoricalCrossentropy(),
-        metrics: ["accuracy"],
-      });
-      return model;
-    },
-  },
-  {
-    name: "small CNN (BN, dropout, Adam)",
-    batch: 64,
-    steps: convSteps,
-    oneHot: false,
-    build: () => {
-      const model = smallCnn({ seed: 1 });
-      model.compile({
-        optimizer: optim.adam(),
-        loss: losses.sparseCategoricalCrossentropy({ fromLogits: true }),
-        metrics: ["accuracy"],
-      });
-      return model;
-    },
-  },
-];
 
-for (const w of workloads) {
-  if (flags.only && !`${w.name} b${w.batch}`.includes(flags.only)) continue;
+/**
+ * The benchmark's workloads: the MLPs 784-128-10 and 784-256-128-64-64-10 (Adam, sparse
+ * categorical cross-entropy from logits) at batch 32 and 128 with `steps` steps per epoch, LeNet-5
+ * (SGD 0.01, one-hot labels) at batch 128 and the small CNN (Adam) at batch 64 with `convSteps`.
+ */
+export function trainWorkloads(steps: number, convSteps: number): Workload[] {
+  const list: Workload[] = [
+    ...[32, 128].map((batch) => ({
+      name: "MLP 784-128-10",
+      batch,
+      steps,
+      conv: false,
+      oneHot: false,
+      arch: { kind: "mlp", widths: [128] } as const,
+      build: mlp([128]),
+    })),
+    ...[32, 128].map((batch) => ({
+      name: "MLP 784-256-128-64-64-10",
+      batch,
+      steps,
+      conv: false,
+      oneHot: false,
+      arch: { kind: "mlp", widths: [256, 128, 64, 64] } as const,
+      build: mlp([256, 128, 64, 64]),
+    })),
+    {
+      name: "LeNet-5 (SGD, one-hot)",
+      batch: 128,
+      steps: convSteps,
+      conv: true,
+      oneHot: true,
+      arch: { kind: "lenet" },
+      build: () => {
+        const model = lenet({ seed: 1 });
+        model.compile({
+          optimizer: optim.sgd({ learningRate: 0.01 }),
+          loss: losses.categoricalCrossentropy(),
+          metrics: ["accuracy"],
+        });
+        return model;
+      },
+    },
+    {
+      name: "small CNN (BN, dropout, Adam)",
+      batch: 64,
+      steps: convSteps,
+      conv: true,
+      oneHot: false,
+      arch: { kind: "smallCnn" },
+      build: () => {
+        const model = smallCnn({ seed: 1 });
+        model.compile({
+          optimizer: optim.adam(),
+          loss: losses.sparseCategoricalCrossentropy({ fromLogits: true }),
+          metrics: ["accuracy"],
+        });
+        return model;
+      },
+    },
+  ];
+  return list;
+}
+
+/** Whether `--only NAME` selects the workload (NAME is matched against "name bBATCH"). */
+export function selected(w: Workload, only: string | undefined): boolean {
+  return !only || `${w.name} b${w.batch}`.includes(only);
+}
+
+/**
+ * Trains the workload in wgrad on the first `steps · batch` training images: a warm-up epoch, then
+ * 3 timed epochs (`fit` of one epoch each, timed from its onTrainBegin to its onTrainEnd); the
+ * median counts.
+ */
+export async function measureWgrad(
+  w: Workload,
+  data: Fashion,
+  options: { steps?: number; profile?: boolean } = {},
+): Promise<Row> {
   const { batch } = w;
-  const n = Math.min(w.steps * batch, data.train.length);
+  const n = Math.min((options.steps ?? w.steps) * batch, data.train.length);
   const labels = data.train.y.subarray(0, n);
   const split = {
     x: data.train.x.subarray(0, n * 784),
@@ -124,20 +155,34 @@ for (const w of workloads) {
   const model = w.build();
   const times: number[] = [];
   let t0 = 0;
+  let loss = NaN;
   const timer = {
     onTrainBegin: () => void (t0 = performance.now()),
     onTrainEnd: () => void times.push(performance.now() - t0),
   };
   for (let run = 0; run < 4; run++) {
-    await model.fit(split, { epochs: 1, batchSize: batch, verbose: 0, callbacks: [timer] });
+    const h = await model.fit(split, {
+      epochs: 1,
+      batchSize: batch,
+      verbose: 0,
+      callbacks: [timer],
+    });
+    loss = h.history.loss?.at(-1) ?? NaN;
   }
-  if (flags.profile) await profile(model, split, batch, `${w.name} batch ${batch}`);
+  if (options.profile) await profile(model, split, batch, `${w.name} batch ${batch}`);
   times.shift(); // warm-up
   times.sort((a, b) => a - b);
   const ms = times[1];
   const stepsRun = Math.ceil(n / batch);
-  rows.push({ model: w.name, batch, samplesPerSecond: n / (ms / 1000), msPerStep: ms / stepsRun });
   model.dispose();
+  return {
+    model: w.name,
+    batch,
+    samplesPerSecond: n / (ms / 1000),
+    msPerStep: ms / stepsRun,
+    steps: stepsRun,
+    loss,
+  };
 }
 
 /** Times each command of the model's compiled training step alone (see Runtime.profile). */
@@ -176,23 +221,44 @@ async function profile(
   }
 }
 
-console.log("\nmodel                         batch   samples/s   ms/step");
-for (const r of rows) {
-  console.log(
-    `${r.model.padEnd(29)} ${String(r.batch).padStart(5)} ${
-      r.samplesPerSecond.toFixed(0).padStart(11)
-    } ${r.msPerStep.toFixed(2).padStart(9)}`,
-  );
-}
-if (flags.json) {
-  const out = {
-    adapter: info.description,
-    deno: info.deno,
-    date: new Date().toISOString(),
-    sample: data.sample,
-    rows,
-  };
-  await Deno.writeTextFile(flags.json + ".tmp", JSON.stringify(out, null, 2));
-  await Deno.rename(flags.json + ".tmp", flags.json);
-  console.log(`figures written to ${flags.json}`);
+if (import.meta.main) {
+  const { values: flags } = parseArgs({
+    args: Deno.args,
+    options: {
+      json: { type: "string" },
+      steps: { type: "string", default: "400" },
+      profile: { type: "boolean", default: false },
+      only: { type: "string" },
+      "conv-steps": { type: "string", default: "40" },
+    },
+  });
+  const info = await gpuInfo();
+  console.log(`wgrad training benchmark — adapter "${info.description}", Deno ${info.deno}`);
+  const data = await datasets.fashionMnist({ sample: "fallback", quiet: true });
+  const rows: Row[] = [];
+  for (const w of trainWorkloads(Number(flags.steps), Number(flags["conv-steps"]))) {
+    if (!selected(w, flags.only)) continue;
+    rows.push(await measureWgrad(w, data, { profile: flags.profile }));
+  }
+
+  console.log("\nmodel                         batch   samples/s   ms/step");
+  for (const r of rows) {
+    console.log(
+      `${r.model.padEnd(29)} ${String(r.batch).padStart(5)} ${
+        r.samplesPerSecond.toFixed(0).padStart(11)
+      } ${r.msPerStep.toFixed(2).padStart(9)}`,
+    );
+  }
+  if (flags.json) {
+    const out = {
+      adapter: info.description,
+      deno: info.deno,
+      date: new Date().toISOString(),
+      sample: data.sample,
+      rows,
+    };
+    await Deno.writeTextFile(flags.json + ".tmp", JSON.stringify(out, null, 2));
+    await Deno.rename(flags.json + ".tmp", flags.json);
+    console.log(`figures written to ${flags.json}`);
+  }
 }
