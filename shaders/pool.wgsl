@@ -1,6 +1,8 @@
-// 2-D max and average pooling (NHWC), forward. One invocation per output element (n, oy, ox, c);
-// the window (ph × pw, strides sh × sw, TensorFlow padding pt/pl before) is read directly and the
-// padded positions are skipped. Memory-bound: no blocking.
+// 2-D max and average pooling (NHWC), forward. One invocation per output pixel (n, oy, ox) and
+// group of CPI channels (`p.chunks` groups per pixel): the index arithmetic (integer divisions,
+// slow on CPU adapters) is done once per invocation, then each channel of the group reads its
+// window (ph × pw, strides sh × sw, TensorFlow padding pt/pl before) directly, padded positions
+// skipped. Memory-bound: no blocking.
 //
 // KIND 0, max: the first maximum in row-major window order wins (ties go to the earliest element),
 //   and its flat input index is written to `arg` for the gradient (pool_grad.wgsl).
@@ -17,14 +19,16 @@ override KIND: u32 = 0u;
 @group(0) @binding(1) var<storage, read_write> y: array<f32>;
 @group(0) @binding(2) var<uniform> p: Params;
 
+override CPI: u32 = 1u;
+
 @compute @workgroup_size(64)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
-  let o = gid.x + gid.y * p.stride;
-  if (o >= p.total) {
+  let inv = gid.x + gid.y * p.stride;
+  if (inv >= p.total) {
     return;
   }
-  let ch = o % p.c;
-  let pix = o / p.c;
+  let c0 = (inv % p.chunks) * CPI;
+  let pix = inv / p.chunks;
   let ox = pix % p.wo;
   let oy = (pix / p.wo) % p.ho;
   let n = pix / (p.wo * p.ho);
@@ -34,29 +38,35 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   let yhi = u32(min(y0 + i32(p.ph), i32(p.h)));
   let xlo = u32(max(x0, 0));
   let xhi = u32(min(x0 + i32(p.pw), i32(p.w)));
-  var best = 0.0;
-  var at = 0u;
-  var found = false;
-  var s = 0.0;
-  for (var iy = ylo; iy < yhi; iy++) {
-    for (var ix = xlo; ix < xhi; ix++) {
-      let i = ((n * p.h + iy) * p.w + ix) * p.c + ch;
-      let v = x[i];
-      if (KIND == 0u) {
-        if (!found || v > best) {
-          best = v;
-          at = i;
-          found = true;
+  let inv_count = 1.0 / f32((yhi - ylo) * (xhi - xlo));
+  let cend = min(c0 + CPI, p.c);
+  for (var ch = c0; ch < cend; ch++) {
+    let o = pix * p.c + ch;
+    var best = 0.0;
+    var at = 0u;
+    var found = false;
+    var s = 0.0;
+    for (var iy = ylo; iy < yhi; iy++) {
+      var i = ((n * p.h + iy) * p.w + xlo) * p.c + ch;
+      for (var ix = xlo; ix < xhi; ix++) {
+        let v = x[i];
+        if (KIND == 0u) {
+          if (!found || v > best) {
+            best = v;
+            at = i;
+            found = true;
+          }
+        } else {
+          s += v;
         }
-      } else {
-        s += v;
+        i += p.c;
       }
     }
-  }
-  if (KIND == 0u) {
-    y[o] = best;
-    st_arg(o, at);
-  } else {
-    y[o] = s / f32((yhi - ylo) * (xhi - xlo));
+    if (KIND == 0u) {
+      y[o] = best;
+      st_arg(o, at);
+    } else {
+      y[o] = s * inv_count;
+    }
   }
 }

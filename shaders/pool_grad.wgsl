@@ -1,5 +1,7 @@
-// Gradients of 2-D max and average pooling (NHWC), as a gather: one invocation per input element
-// (n, iy, ix, c) sums the gradients of the outputs whose window holds it, oy in
+// Gradients of 2-D max and average pooling (NHWC), as a gather: one invocation per input pixel
+// (n, iy, ix) and group of CPI channels (`p.chunks` groups per pixel; the integer divisions are
+// done once per invocation); each element sums the gradients of the outputs whose window holds
+// it, oy in
 // [⌈(iy + pt − ph + 1)/sh⌉, ⌊(iy + pt)/sh⌋] ∩ [0, Ho) (the same along the width). No atomics, and
 // every element is written once, so no clearing pass is needed.
 //
@@ -31,32 +33,38 @@ fn inside(o: u32, pad: u32, k: u32, s: u32, size: u32) -> u32 {
   return u32(min(a + i32(k), i32(size)) - max(a, 0));
 }
 
+override CPI: u32 = 1u;
+
 @compute @workgroup_size(64)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
-  let i = gid.x + gid.y * p.stride;
-  if (i >= p.total) {
+  let inv = gid.x + gid.y * p.stride;
+  if (inv >= p.total) {
     return;
   }
-  let ch = i % p.c;
-  let pix = i / p.c;
+  let c0 = (inv % p.chunks) * CPI;
+  let pix = inv / p.chunks;
   let ix = pix % p.w;
   let iy = (pix / p.w) % p.h;
   let n = pix / (p.w * p.h);
   let ry = out_range(iy, p.pt, p.ph, p.sh, p.ho);
   let rx = out_range(ix, p.pl, p.pw, p.sw, p.wo);
-  var g = 0.0;
-  for (var oy = ry.x; oy < ry.y; oy++) {
-    for (var ox = rx.x; ox < rx.y; ox++) {
-      let o = ((n * p.ho + oy) * p.wo + ox) * p.c + ch;
-      if (KIND == 0u) {
-        if (ld_arg(o) == i) {
-          g += dy[o];
+  let cend = min(c0 + CPI, p.c);
+  for (var ch = c0; ch < cend; ch++) {
+    let i = pix * p.c + ch;
+    var g = 0.0;
+    for (var oy = ry.x; oy < ry.y; oy++) {
+      for (var ox = rx.x; ox < rx.y; ox++) {
+        let o = ((n * p.ho + oy) * p.wo + ox) * p.c + ch;
+        if (KIND == 0u) {
+          if (ld_arg(o) == i) {
+            g += dy[o];
+          }
+        } else {
+          let cnt = inside(oy, p.pt, p.ph, p.sh, p.h) * inside(ox, p.pl, p.pw, p.sw, p.w);
+          g += dy[o] / f32(cnt);
         }
-      } else {
-        let cnt = inside(oy, p.pt, p.ph, p.sh, p.h) * inside(ox, p.pl, p.pw, p.sw, p.w);
-        g += dy[o] / f32(cnt);
       }
     }
+    dx[i] = g;
   }
-  dx[i] = g;
 }

@@ -88,7 +88,13 @@ function poolGeometry(op: string, x: Tensor, options: Pool2dOptions): PoolGeomet
   return { n, h, w, c, ho: py.out, wo: px.out, ph, pw, sh, sw, pt: py.before, pl: px.before };
 }
 
-function params(g: PoolGeometry, total: number, stride: number): Uint32Array {
+/** Channels per invocation: up to 8, so a pixel's index arithmetic is shared by its channels. */
+function channelsPerInvocation(c: number): { cpi: number; chunks: number } {
+  const chunks = Math.ceil(c / 8);
+  return { cpi: Math.ceil(c / chunks), chunks };
+}
+
+function params(g: PoolGeometry, total: number, stride: number, chunks: number): Uint32Array {
   return new Uint32Array([
     g.h,
     g.w,
@@ -103,7 +109,7 @@ function params(g: PoolGeometry, total: number, stride: number): Uint32Array {
     g.pl,
     total,
     stride,
-    0,
+    chunks,
     0,
     0,
   ]);
@@ -126,8 +132,14 @@ function pool2d(kind: 0 | 1, op: string, x: Tensor<"f32">, options: Pool2dOption
     y.setStorage(ys);
     const as = arg ? rt.alloc(total * 4, `${label} (argmax)`) : null;
     if (arg && as) arg.setStorage(as);
-    const gr = grid(total, WG);
-    const bindings: (Storage | Uint32Array)[] = [x.storage, ys, params(g, total, gr.stride)];
+    const { cpi, chunks } = channelsPerInvocation(g.c);
+    const invocations = g.n * g.ho * g.wo * chunks;
+    const gr = grid(invocations, WG);
+    const bindings: (Storage | Uint32Array)[] = [
+      x.storage,
+      ys,
+      params(g, invocations, gr.stride, chunks),
+    ];
     if (as) bindings.push(as);
     rt.dispatch({
       kernel: POOL,
@@ -136,7 +148,7 @@ function pool2d(kind: 0 | 1, op: string, x: Tensor<"f32">, options: Pool2dOption
 fn st_arg(o: u32, i: u32) { arg[o] = i; }
 `
         : `fn st_arg(o: u32, i: u32) {}\n`,
-      constants: { KIND: kind },
+      constants: { KIND: kind, CPI: cpi },
       bindings,
       workgroups: gr.groups,
       label,
@@ -162,8 +174,14 @@ function poolGrad(
   schedule((rt) => {
     const s = rt.alloc(total * 4, label);
     dx.setStorage(s);
-    const gr = grid(total, WG);
-    const bindings: (Storage | Uint32Array)[] = [dy.storage, s, params(g, total, gr.stride)];
+    const { cpi, chunks } = channelsPerInvocation(g.c);
+    const invocations = g.n * g.h * g.w * chunks;
+    const gr = grid(invocations, WG);
+    const bindings: (Storage | Uint32Array)[] = [
+      dy.storage,
+      s,
+      params(g, invocations, gr.stride, chunks),
+    ];
     if (arg) bindings.push(arg.storage);
     rt.dispatch({
       kernel: POOL_GRAD,
@@ -172,7 +190,7 @@ function poolGrad(
 fn ld_arg(o: u32) -> u32 { return arg[o]; }
 `
         : `fn ld_arg(o: u32) -> u32 { return 0u; }\n`,
-      constants: { KIND: kind },
+      constants: { KIND: kind, CPI: cpi },
       bindings,
       workgroups: gr.groups,
       label,
