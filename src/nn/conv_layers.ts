@@ -13,19 +13,15 @@ import { batchNorm } from "../ops/batchnorm.ts";
 import { softmax } from "../ops/softmax.ts";
 import { reshape } from "../ops/transform.ts";
 import type { Tensor } from "../tensor.ts";
-import {
-  type ActivationLike,
-  type ActivationName,
-  defaultAlpha,
-  epilogueName,
-  resolveActivation,
-} from "./activations.ts";
+import { epilogueName } from "./activations.ts";
 import { type Initializer, type InitializerLike, resolveInitializer } from "./initializers.ts";
 import {
   type CallContext,
+  type DenseOptions,
   fmtBatchShape,
   kernelAndBias,
   kernelConfig,
+  KernelLayer,
   Layer,
   serializeInit,
   serializeReg,
@@ -51,8 +47,8 @@ function checkImage(input: readonly number[], where: string, what = "inputs"): v
   }
 }
 
-/** Options of {@linkcode Conv2D}. */
-export interface Conv2DOptions {
+/** Options of {@linkcode Conv2D}: Dense's options and the window's geometry. */
+export interface Conv2DOptions extends DenseOptions {
   /** Kernel height and width (required): 5 or [5, 5]. */
   kernelSize: Size2;
   /** Strides (default 1). */
@@ -61,22 +57,6 @@ export interface Conv2DOptions {
   padding?: Padding;
   /** Dilation rate (Keras's `dilation_rate`, default 1). */
   dilation?: Size2;
-  /** Activation (default linear). */
-  activation?: ActivationLike | string;
-  /** Slope for elu / leaky relu (defaults 1 and 0.2). */
-  alpha?: number;
-  /** Add a bias (default true). */
-  useBias?: boolean;
-  /** Kernel initializer (default glorot uniform, fans counting the receptive field). */
-  kernelInitializer?: InitializerLike;
-  /** Bias initializer (default zeros). */
-  biasInitializer?: InitializerLike;
-  /** Penalty on the kernel. */
-  kernelRegularizer?: Regularizer;
-  /** Penalty on the bias. */
-  biasRegularizer?: Regularizer;
-  /** Explicit layer name. */
-  name?: string;
 }
 
 /**
@@ -84,24 +64,17 @@ export interface Conv2DOptions {
  * layout `[kh, kw, in channels, filters]`. Runs as one implicit-GEMM kernel with the bias and the
  * activation fused (softmax, the exception, runs after it).
  */
-export class Conv2D extends Layer {
+export class Conv2D extends KernelLayer {
   readonly className = "Conv2D";
   readonly filters: number;
   readonly kernelSize: [number, number];
   readonly strides: [number, number];
   readonly padding: Padding;
   readonly dilation: [number, number];
-  readonly activation: ActivationName;
-  readonly alpha: number;
-  readonly useBias: boolean;
-  readonly kernelInitializer: Initializer;
-  readonly biasInitializer: Initializer;
-  readonly kernelRegularizer?: Regularizer;
-  readonly biasRegularizer?: Regularizer;
 
   /** @param filters output channels */
   constructor(filters: number, options: Conv2DOptions) {
-    super(options?.name);
+    super(options ?? {}, "nn.conv2d");
     const op = "nn.conv2d";
     if (!Number.isInteger(filters) || filters < 1) {
       throw new WgradError("value", `${op}: filters must be a positive integer, got ${filters}`);
@@ -120,13 +93,6 @@ export class Conv2D extends Layer {
         `${op}: strides > 1 together with dilation > 1 is not supported (as in TensorFlow)`,
       );
     }
-    this.activation = resolveActivation(options.activation as string, op);
-    this.alpha = options.alpha ?? defaultAlpha(this.activation);
-    this.useBias = options.useBias ?? true;
-    this.kernelInitializer = resolveInitializer(options.kernelInitializer ?? "glorot_uniform", op);
-    this.biasInitializer = resolveInitializer(options.biasInitializer ?? "zeros", op);
-    this.kernelRegularizer = options.kernelRegularizer;
-    this.biasRegularizer = options.biasRegularizer;
   }
 
   /** Applies the layer to a symbol of rank 4. */

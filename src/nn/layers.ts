@@ -315,10 +315,11 @@ export function kernelConfig(l: KernelLayerSettings): Record<string, unknown> {
   };
 }
 
-/** A fully connected layer: y = activation(x·W + b) over the last axis. */
-export class Dense extends Layer {
-  readonly className = "Dense";
-  readonly units: number;
+/**
+ * A layer with a kernel, an optional bias and an activation (Dense, Conv2D): the options they
+ * share, resolved once.
+ */
+export abstract class KernelLayer extends Layer implements KernelLayerSettings {
   readonly activation: ActivationName;
   readonly alpha: number;
   readonly useBias: boolean;
@@ -327,23 +328,31 @@ export class Dense extends Layer {
   readonly kernelRegularizer?: Regularizer;
   readonly biasRegularizer?: Regularizer;
 
+  /** @param options the shared options; @param op names the factory in errors */
+  constructor(options: DenseOptions, op: string) {
+    super(options.name);
+    this.activation = resolveActivation(options.activation as string, op);
+    this.alpha = options.alpha ?? defaultAlpha(this.activation);
+    this.useBias = options.useBias ?? true;
+    this.kernelInitializer = resolveInitializer(options.kernelInitializer ?? "glorot_uniform", op);
+    this.biasInitializer = resolveInitializer(options.biasInitializer ?? "zeros", op);
+    this.kernelRegularizer = options.kernelRegularizer;
+    this.biasRegularizer = options.biasRegularizer;
+  }
+}
+
+/** A fully connected layer: y = activation(x·W + b) over the last axis. */
+export class Dense extends KernelLayer {
+  readonly className = "Dense";
+  readonly units: number;
+
   /** @param units output features */
   constructor(units: number, options: DenseOptions = {}) {
-    super(options.name);
+    super(options, "nn.dense");
     if (!Number.isInteger(units) || units < 1) {
       throw new WgradError("value", `nn.dense: units must be a positive integer, got ${units}`);
     }
     this.units = units;
-    this.activation = resolveActivation(options.activation as string, "nn.dense");
-    this.alpha = options.alpha ?? defaultAlpha(this.activation);
-    this.useBias = options.useBias ?? true;
-    this.kernelInitializer = resolveInitializer(
-      options.kernelInitializer ?? "glorot_uniform",
-      "nn.dense",
-    );
-    this.biasInitializer = resolveInitializer(options.biasInitializer ?? "zeros", "nn.dense");
-    this.kernelRegularizer = options.kernelRegularizer;
-    this.biasRegularizer = options.biasRegularizer;
   }
 
   /** Applies the layer to a symbol; the rank is kept (the last axis becomes `units`). */
