@@ -23,6 +23,7 @@ const { values: flags } = parseArgs({
     "data-dir": { type: "string" },
     sample: { type: "boolean", default: false },
     verbose: { type: "string", default: "1" },
+    save: { type: "string" },
     help: { type: "boolean", default: false },
   },
 });
@@ -36,7 +37,8 @@ if (flags.help) {
   --seed N           seed of weights and shuffles (default 42)
   --data-dir DIR     directory holding the four IDX .gz files
   --sample           use the bundled 3,000-image sample instead of the full set
-  --verbose 0|1|2    progress output (default 1)`);
+  --verbose 0|1|2    progress output (default 1)
+  --save DIR         save the trained model (model.json + model.safetensors) into DIR`);
   Deno.exit(0);
 }
 
@@ -80,6 +82,10 @@ console.log(
 );
 console.log(plot.history(history));
 const result = await model.evaluate(data.test, { batchSize: 256 });
+if (flags.save) {
+  await model.save(flags.save);
+  console.log(`saved to ${flags.save}`);
+}
 console.log(`test loss: ${result.loss.toFixed(4)}`);
 console.log(`test accuracy: ${result.accuracy.toFixed(4)}`);
 model.dispose();
