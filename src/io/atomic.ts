@@ -28,8 +28,12 @@ export function describeFsError(e: unknown): string {
   if (code === "EDQUOT") return `the disk quota is exhausted (EDQUOT: ${msg})`;
   if (code === "EROFS") return `the file system is read-only (EROFS: ${msg})`;
   if (e instanceof Deno.errors.NotCapable) {
-    return `write access was not granted to this program (run it with --allow-write for this ` +
-      `path): ${msg}`;
+    // Deno.rename needs read and write access to both paths.
+    const kind = /Requires read access/.test(msg) ? "read" : "write";
+    return `${kind} access was not granted to this program (run it with --allow-${kind} for ` +
+      `this path${
+        kind === "read" ? "; saving renames a temporary file, which needs both" : ""
+      }): ${msg}`;
   }
   if (e instanceof Deno.errors.PermissionDenied || code === "EACCES" || code === "EPERM") {
     return `permission denied: the directory or file is read-only or not writable (${msg})`;
