@@ -5,13 +5,20 @@
 // MODE 2, gradient:  dx = γ[c]·s[c]·dy (inference: the moving statistics are constants).
 // s[c] is 1/√(var + ε): read from `scale` as stored (training: the statistics kernel stores it),
 // or computed from the variance stored there (INV_STD false: inference with the moving variance).
+//
+// The same blocks as shaders/batchnorm_reduce.wgsl: workgroup (bx, by) takes rows bx·p.block … and
+// the channel groups (W channels as one V) by·GW …; invocation l takes group l % GW and every L-th
+// row of the block from l / GW. The per-channel coefficients are read once per invocation; the
+// loop does one V load (two for a gradient) and one V store per row. The WGSL prefix
+// (src/ops/batchnorm.ts) defines `alias V`, `const GW`, `const L` and `const WG = GW·L`.
 override MODE: u32 = 0u;
 override INV_STD: bool = true;
 
 struct Params {
-  total: u32,
-  c: u32,
-  stride: u32,
+  rows: u32,
+  // C / W
+  groups: u32,
+  block: u32,
   eps: f32,
   inv_rows: f32,
   _pad0: u32,
@@ -19,37 +26,50 @@ struct Params {
   _pad2: u32,
 }
 
-@group(0) @binding(0) var<storage, read> x: array<f32>;
-@group(0) @binding(1) var<storage, read_write> out: array<f32>;
-@group(0) @binding(2) var<uniform> p: Params;
-@group(0) @binding(3) var<storage, read> mean: array<f32>;
-@group(0) @binding(4) var<storage, read> scale: array<f32>;
-@group(0) @binding(5) var<storage, read> gamma: array<f32>;
-// MODE 0: β; MODE 1, 2: dy.
-@group(0) @binding(6) var<storage, read> other: array<f32>;
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> x: array<V>;
+@group(0) @binding(2) var<storage, read_write> out: array<V>;
+@group(0) @binding(3) var<storage, read> mean: array<V>;
+@group(0) @binding(4) var<storage, read> scale: array<V>;
+@group(0) @binding(5) var<storage, read> gamma: array<V>;
+// MODE 0: β (per channel); MODE 1, 2: dy (per element).
+@group(0) @binding(6) var<storage, read> other: array<V>;
 // MODE 1: Σdy and Σdy·x̂ per channel; otherwise any buffers (not read).
-@group(0) @binding(7) var<storage, read> sum_dy: array<f32>;
-@group(0) @binding(8) var<storage, read> sum_dyx: array<f32>;
+@group(0) @binding(7) var<storage, read> sum_dy: array<V>;
+@group(0) @binding(8) var<storage, read> sum_dyx: array<V>;
 
-@compute @workgroup_size(256)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
-  let i = gid.x + gid.y * p.stride;
-  if (i >= p.total) {
+@compute @workgroup_size(WG)
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l: u32) {
+  let k = wg.y * GW + l % GW;
+  if (k >= p.groups) {
     return;
   }
-  let c = i % p.c;
-  let s = select(inverseSqrt(scale[c] + p.eps), scale[c], INV_STD);
-  let g = gamma[c];
+  let r0 = wg.x * p.block;
+  let step = L * p.groups;
+  let start = (r0 + l / GW) * p.groups + k;
+  let end = min(r0 + p.block, p.rows) * p.groups;
+  let s = select(inverseSqrt(scale[k] + p.eps), scale[k], INV_STD);
+  let g = gamma[k] * s;
   switch MODE {
     case 0u: {
-      out[i] = (x[i] - mean[c]) * s * g + other[c];
+      let m = mean[k];
+      let b = other[k];
+      for (var i = start; i < end; i += step) {
+        out[i] = (x[i] - m) * g + b;
+      }
     }
     case 1u: {
-      let xh = (x[i] - mean[c]) * s;
-      out[i] = g * s * (other[i] - sum_dy[c] * p.inv_rows - xh * sum_dyx[c] * p.inv_rows);
+      let m = mean[k];
+      let cb = -g * sum_dy[k] * p.inv_rows;
+      let cx = -g * s * sum_dyx[k] * p.inv_rows;
+      for (var i = start; i < end; i += step) {
+        out[i] = g * other[i] + cx * (x[i] - m) + cb;
+      }
     }
     default: {
-      out[i] = g * s * other[i];
+      for (var i = start; i < end; i += step) {
+        out[i] = g * other[i];
+      }
     }
   }
 }

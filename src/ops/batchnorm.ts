@@ -7,14 +7,22 @@
  */
 import reduceSrc from "../../shaders/batchnorm_reduce.wgsl" with { type: "text" };
 import bnSrc from "../../shaders/batchnorm.wgsl" with { type: "text" };
+import finishSrc from "../../shaders/batchnorm_finish.wgsl" with { type: "text" };
 import { record, recording } from "../autodiff/tape.ts";
 import { fmtShape, WgradError } from "../errors.ts";
 import { type Runtime, schedule, type Storage } from "../gpu/runtime.ts";
 import { keep, makeTensor, type Tensor } from "../tensor.ts";
-import { grid } from "./util.ts";
 
 const BN_REDUCE = { name: "batchnorm_reduce", code: reduceSrc };
+const BN_FINISH = { name: "batchnorm_finish", code: finishSrc };
 const BN = { name: "batchnorm", code: bnSrc };
+
+/** Rows per block of the reductions and of the element-wise kernel (more where the grid needs it). */
+const REDUCE_BLOCK = 1024, ELEMENT_BLOCK = 256;
+/** Rows per tile of the statistics kernel (`TILE` in shaders/batchnorm_reduce.wgsl). */
+const TILE = 8;
+/** Workgroups per grid dimension that every WebGPU device allows. */
+const MAX_GROUPS = 65535;
 
 /** Options of {@linkcode batchNorm}. */
 export interface BatchNormOptions {
@@ -47,10 +55,66 @@ function check(op: string, t: unknown, name: string): asserts t is Tensor<"f32">
   }
 }
 
-/** The per-channel kernel: `prefix` defines first/second/finish and bindings 1…. */
+/**
+ * How the kernels split a [rows, C] tensor: channel groups of W (4 when C % 4 = 0, 2 when
+ * C % 2 = 0, else 1) loaded as one vector, GW groups per workgroup, L row lanes (every L-th row of
+ * a block), blocks of `block` contiguous rows along x and channel chunks along y.
+ */
+interface Blocks {
+  groups: number;
+  lanes: number;
+  block: number;
+  blocks: number;
+  workgroups: [number, number];
+  /** `alias V`, `const GW`, `const L`, `const WG` for the kernels. */
+  prefix: string;
+}
+
+function blocks(rows: number, c: number, rowsPerBlock: number): Blocks {
+  const w = c % 4 === 0 ? 4 : c % 2 === 0 ? 2 : 1;
+  const groups = c / w;
+  const gw = Math.min(groups, 64);
+  const l = Math.floor(64 / gw);
+  const block = rowsPerBlock * Math.ceil(Math.ceil(rows / rowsPerBlock) / MAX_GROUPS);
+  const n = Math.ceil(rows / block);
+  const prefix = `alias V = ${w === 1 ? "f32" : `vec${w}<f32>`};
+const GW: u32 = ${gw}u;
+const L: u32 = ${l}u;
+const WG: u32 = ${gw * l}u;
+const TILE: u32 = ${TILE}u;
+`;
+  return { groups, lanes: l, block, blocks: n, workgroups: [n, Math.ceil(groups / gw)], prefix };
+}
+
+/**
+ * @internal The longest chain of f32 additions from one element to its channel's total in the
+ * reductions of {@linkcode batchNorm} over `rows` rows of C = `c` channels (`statistics`: tiles of
+ * TILE rows, a lane's tiles, the workgroup's row lanes, the blocks; `gradient`: a lane's rows, the
+ * lanes, the blocks). The tests' error bounds grow with it, where a sequential sum's grow with R.
+ */
+export function batchNormSumDepth(
+  rows: number,
+  c: number,
+  what: "statistics" | "gradient",
+): number {
+  const b = blocks(rows, c, REDUCE_BLOCK);
+  const perLane = Math.ceil(Math.min(b.block, rows) / b.lanes);
+  return what === "statistics"
+    ? TILE + Math.ceil(perLane / TILE) + b.lanes + b.blocks
+    : perLane + b.lanes + b.blocks;
+}
+
+/**
+ * The per-block partial sums (shaders/batchnorm_reduce.wgsl) and their per-channel finish
+ * (shaders/batchnorm_finish.wgsl, entry `finish`): the batch statistics (mode 0) or the
+ * gradient's sums (mode 1). `inputs` are x, dy, mean, scale; `outputs` the finish's bindings.
+ */
 function channelReduce(
-  prefix: string,
-  bindings: readonly Storage[],
+  mode: 0 | 1,
+  invStd: boolean,
+  inputs: readonly Storage[],
+  finish: "stats" | "stats_update" | "grad",
+  outputs: readonly Storage[],
   rows: number,
   c: number,
   eps: number,
@@ -58,39 +122,58 @@ function channelReduce(
   label: string,
   rt: Runtime,
 ): void {
-  const u = new Float32Array([0, 0, eps, momentum]);
-  const w = new Uint32Array(u.buffer);
-  w[0] = rows;
-  w[1] = c;
-  rt.dispatch({ kernel: BN_REDUCE, prefix, bindings: [u, ...bindings], workgroups: [c], label });
+  const b = blocks(rows, c, REDUCE_BLOCK);
+  const terms = mode === 0 ? 3 : 2;
+  const partial = rt.alloc(b.blocks * terms * c * 4, `${label} (partial sums)`);
+  const u = new Uint32Array([rows, b.groups, b.block, 0]);
+  new Float32Array(u.buffer)[3] = eps;
+  rt.dispatch({
+    kernel: BN_REDUCE,
+    prefix: b.prefix,
+    constants: { MODE: mode, INV_STD: invStd ? 1 : 0 },
+    bindings: [u, ...inputs, partial],
+    workgroups: b.workgroups,
+    label: `${label} (blocks)`,
+  });
+  const f = new Uint32Array([rows, c, b.block, b.blocks, 0, 0, 0, 0]);
+  const ff = new Float32Array(f.buffer);
+  ff[4] = eps;
+  ff[5] = momentum;
+  rt.dispatch({
+    kernel: BN_FINISH,
+    entry: finish,
+    bindings: [f, partial, ...outputs],
+    workgroups: [Math.ceil(c / 64)],
+    label,
+  });
+  partial.release();
 }
 
+/** The element-wise kernel; `bindings` are x, out, mean, scale, gamma, other, Σdy, Σdy·x̂. */
 function elementwise(
   mode: 0 | 1 | 2,
   invStd: boolean,
   bindings: readonly Storage[],
-  total: number,
+  rows: number,
   c: number,
   eps: number,
   label: string,
   rt: Runtime,
 ): void {
-  const g = grid(total);
-  const u = new Uint32Array([total, c, g.stride, 0, 0, 0, 0, 0]);
+  const b = blocks(rows, c, ELEMENT_BLOCK);
+  const u = new Uint32Array([rows, b.groups, b.block, 0, 0, 0, 0, 0]);
   const f = new Float32Array(u.buffer);
   f[3] = eps;
-  f[4] = 1 / (total / c);
-  const [x, out, ...rest] = bindings;
+  f[4] = 1 / rows;
   rt.dispatch({
     kernel: BN,
+    prefix: b.prefix,
     constants: { MODE: mode, INV_STD: invStd ? 1 : 0 },
-    bindings: [x, out, u, ...rest],
-    workgroups: g.groups,
+    bindings: [u, ...bindings],
+    workgroups: b.workgroups,
     label,
   });
 }
-
-const ldScale = (invStd: boolean) => invStd ? "scale[c]" : "inverseSqrt(scale[c] + p.eps)";
 
 /**
  * Batch normalisation over every axis but the last (Keras's `BatchNormalization` with
@@ -180,65 +263,31 @@ export function batchNorm(
   schedule((rt) => {
     const ys = rt.alloc(x.size * 4, label);
     y.setStorage(ys);
+    const g = gamma.storage, bt = beta.storage;
     if (mean && inv) {
       const ms = rt.alloc(c * 4, `${label} (batch mean)`);
       const is = rt.alloc(c * 4, `${label} (batch 1/std)`);
       mean.setStorage(ms);
       inv.setStorage(is);
       const update = mm !== null && mv !== null;
-      const prefix = `const TWO_PASS = true;
-@group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read_write> mean: array<f32>;
-@group(0) @binding(3) var<storage, read_write> inv_std: array<f32>;
-${
-        update
-          ? `@group(0) @binding(4) var<storage, read_write> moving_mean: array<f32>;
-@group(0) @binding(5) var<storage, read_write> moving_var: array<f32>;`
-          : ""
-      }
-fn first(i: u32, c: u32) -> vec2<f32> { return vec2(x[i * p.c + c], 0.0); }
-fn second(i: u32, c: u32, a: vec2<f32>) -> vec2<f32> {
-  let d = x[i * p.c + c] - a.x / f32(p.rows);
-  return vec2(d * d, 0.0);
-}
-fn finish(c: u32, a: vec2<f32>, b: vec2<f32>) {
-  let m = a.x / f32(p.rows);
-  let v = b.x / f32(p.rows);
-  mean[c] = m;
-  inv_std[c] = inverseSqrt(v + p.eps);
-  ${
-        update
-          ? `moving_mean[c] = moving_mean[c] * p.momentum + m * (1.0 - p.momentum);
-  moving_var[c] = moving_var[c] * p.momentum + v * (1.0 - p.momentum);`
-          : ""
-      }
-}
-`;
-      const b = [x.storage, ms, is];
-      if (update) b.push(mm!.storage, mv!.storage);
-      channelReduce(prefix, b, rows, c, eps, momentum, `${label} statistics`, rt);
-      elementwise(
+      channelReduce(
         0,
         true,
-        [x.storage, ys, ms, is, gamma.storage, beta.storage, ms, is],
-        x.size,
+        // dy, mean and scale are not read by the statistics: any buffers of their sizes.
+        [x.storage, x.storage, g, bt],
+        update ? "stats_update" : "stats",
+        update ? [ms, is, mm!.storage, mv!.storage] : [ms, is],
+        rows,
         c,
         eps,
-        label,
+        momentum,
+        `${label} statistics`,
         rt,
       );
+      elementwise(0, true, [x.storage, ys, ms, is, g, bt, g, bt], rows, c, eps, label, rt);
     } else {
       const m = mm!.storage, v = mv!.storage;
-      elementwise(
-        0,
-        false,
-        [x.storage, ys, m, v, gamma.storage, beta.storage, m, v],
-        x.size,
-        c,
-        eps,
-        label,
-        rt,
-      );
+      elementwise(0, false, [x.storage, ys, m, v, g, bt, g, bt], rows, c, eps, label, rt);
     }
   });
   if (rec) {
@@ -256,28 +305,13 @@ fn finish(c: u32, a: vec2<f32>, b: vec2<f32>) {
         const sdyx = rt.alloc(c * 4, `${glabel} (dγ)`);
         dbeta.setStorage(sdy);
         dgamma.setStorage(sdyx);
-        const prefix = `const TWO_PASS = false;
-@group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read> dy: array<f32>;
-@group(0) @binding(3) var<storage, read> mean: array<f32>;
-@group(0) @binding(4) var<storage, read> scale: array<f32>;
-@group(0) @binding(5) var<storage, read_write> sum_dy: array<f32>;
-@group(0) @binding(6) var<storage, read_write> sum_dyx: array<f32>;
-fn first(i: u32, c: u32) -> vec2<f32> {
-  let j = i * p.c + c;
-  let g = dy[j];
-  return vec2(g, g * (x[j] - mean[c]) * ${ldScale(training)});
-}
-fn second(i: u32, c: u32, a: vec2<f32>) -> vec2<f32> { return vec2(0.0); }
-fn finish(c: u32, a: vec2<f32>, b: vec2<f32>) {
-  sum_dy[c] = a.x;
-  sum_dyx[c] = a.y;
-}
-`;
         const ms = statMean.storage, ss = statScale.storage;
         channelReduce(
-          prefix,
-          [x.storage, dy.storage, ms, ss, sdy, sdyx],
+          1,
+          training,
+          [x.storage, dy.storage, ms, ss],
+          "grad",
+          [sdy, sdyx],
           rows,
           c,
           eps,
@@ -291,7 +325,7 @@ fn finish(c: u32, a: vec2<f32>, b: vec2<f32>) {
           training ? 1 : 2,
           training,
           [x.storage, dxs, ms, ss, gamma.storage, dy.storage, sdy, sdyx],
-          x.size,
+          rows,
           c,
           eps,
           glabel,
