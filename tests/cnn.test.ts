@@ -446,3 +446,93 @@ Deno.test("cnn: setWeights names a conv kernel's channel mismatch; multi-output 
     model.dispose();
   }
 });
+
+Deno.test("functional: models sharing layers train in turn; dispose frees weights with the last user", async () => {
+  const rng = new Rng(41);
+  const n = 24;
+  const x = rng.floats(n * 4);
+  const labels = Int32Array.from({ length: n }, (_, i) => i % 3);
+  const data = { data: x, shape: [n, 4] };
+  const seq = nn.sequential([nn.dense(5, { activation: "relu" }), nn.dense(3)], {
+    inputShape: [4],
+    seed: 2,
+  });
+  const head = nn.dense(3, { name: "head" });
+  const tuned = nn.model({ inputs: seq.input, outputs: head.apply(seq.layerOutputs[0]) });
+  try {
+    for (const m of [seq, tuned, seq, tuned] as nn.Model[]) {
+      if (!m.epochsTrained) {
+        m.compile({ optimizer: "sgd", loss: "sparse_categorical_crossentropy" });
+      }
+      await m.fit(data, labels, { epochs: 1, batchSize: 8, verbose: 0 });
+    }
+    // The shared first layer holds what the last fit left, in both models.
+    const shared = (await tuned.getWeights())[0];
+    assertEqualArrays((await seq.getWeights())[0], shared, "shared kernel seen by both models");
+    tuned.dispose();
+    // seq still has its weights (the shared layer was copied out of tuned's arena) and trains.
+    assertEqualArrays((await seq.getWeights())[0], shared, "shared kernel after tuned.dispose()");
+    await seq.fit(data, labels, { epochs: 1, batchSize: 8, verbose: 0 });
+    const y = await seq.predict(data);
+    assertShape(y.shape, [n, 3], "seq predict after the other model's dispose");
+    y.dispose();
+    // An input used as an output comes back as it went in.
+    const ident = nn.model({ inputs: seq.input, outputs: [seq.input, seq.output] });
+    const [same] = await ident.predict(data);
+    assertClose(await same.data(), x, { atol: 0, rtol: 0 }, "input as output");
+    same.dispose();
+    ident.dispose();
+  } finally {
+    seq.dispose();
+  }
+  assertWgradError(
+    () => nn.model({ inputs: seq.input, outputs: seq.output }),
+    "disposed",
+    ['layer "dense" (Dense)', 'model "sequential".dispose()'],
+    "a model over disposed layers",
+  );
+});
+
+Deno.test("functional: a layer applied twice is one summary row; list outputs survive save/load", async () => {
+  const inp = nn.input([3]);
+  const shared = nn.dense(3, { activation: "tanh", name: "shared" });
+  const twice = shared.apply(shared.apply(inp));
+  const model = nn.model({ inputs: inp, outputs: [twice] });
+  const dir = await Deno.makeTempDir({ prefix: "wgrad_twice_" });
+  let loaded: nn.Model<Tensor<"f32">[]> | null = null;
+  try {
+    const text = model.summary(null);
+    const rows = text.split("\n").filter((l) => l.startsWith("shared (Dense)"));
+    if (rows.length !== 1 || !text.includes("Total params: 12")) {
+      throw new Error(`one row for the shared layer, 12 parameters:\n${text}`);
+    }
+    await model.save(`${dir}/m`);
+    loaded = await nn.loadModel<Tensor<"f32">[]>(`${dir}/m`);
+    const x = new Float32Array([0.1, -0.2, 0.3, 0.5, 0.25, -1]);
+    const a = await model.predict({ data: x, shape: [2, 3] });
+    const b = await loaded.predict({ data: x, shape: [2, 3] });
+    if (!Array.isArray(b) || b.length !== 1) {
+      throw new Error("the loaded model lost its list output");
+    }
+    assertEqualArrays(await b[0].data(), await a[0].data(), "loaded predict");
+    for (const t of [...a, ...b]) t.dispose();
+  } finally {
+    model.dispose();
+    loaded?.dispose();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("functional: a symbol of a rank unknown to the types is checked when applied", () => {
+  const shape: number[] = [6, 6, 2]; // a run-time shape: SymbolicTensor<number>
+  const x = nn.input(shape);
+  const y = nn.conv2d(2, { kernelSize: 3 }).apply(x);
+  assertShape(y.shape, [4, 4, 2], "conv on a run-time rank");
+  const flat: number[] = [12];
+  assertWgradError(
+    () => nn.conv2d(2, { kernelSize: 3, name: "c2" }).apply(nn.input(flat)),
+    "shape",
+    ['layer "c2" (Conv2D)', "rank 4", "(None, 12)"],
+    "run-time rank 2 into conv",
+  );
+});

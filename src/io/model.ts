@@ -398,7 +398,8 @@ function functionalFromConfig(
     symbols.set(`${p.m.layer.name}:${p.k}`, out);
   }
   const refs = (key: string): SymbolicTensor[] => {
-    const raw = f.get(config, key, "config");
+    let raw = f.get(config, key, "config");
+    if (Array.isArray(raw) && typeof raw[0] === "string") raw = [raw];
     if (!Array.isArray(raw) || raw.length === 0) {
       f.fail(`config.${key}`, `expected a non-empty array, got ${show(raw)}`);
     }
@@ -411,10 +412,12 @@ function functionalFromConfig(
   };
   const inputs = refs("input_layers");
   const outputs = refs("output_layers");
+  const rawOut = config.output_layers as unknown[];
+  const listOutput = !(Array.isArray(rawOut) && typeof rawOut[0] === "string");
   return f.build("config", () =>
     new Functional({
       inputs,
-      outputs: outputs.length === 1 ? outputs[0] : outputs,
+      outputs: listOutput ? outputs : outputs[0],
       name,
       seed,
     }));

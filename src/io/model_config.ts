@@ -80,8 +80,11 @@ export interface FunctionalConfig {
   layers: FunctionalLayerRecord[];
   /** The model's inputs, as `[layer name, node index, 0]`. */
   input_layers: [string, number, number][];
-  /** The model's outputs, as `[layer name, node index, 0]`. */
-  output_layers: [string, number, number][];
+  /**
+   * The model's outputs, as `[layer name, node index, 0]`: a list for a model made with a list
+   * of outputs (`predict` returns a list), one reference for a single output.
+   */
+  output_layers: [string, number, number][] | [string, number, number];
 }
 
 /** The contents of model.json. */

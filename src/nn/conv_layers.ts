@@ -28,7 +28,7 @@ import {
   type WeightSpec,
 } from "./layers.ts";
 import type { Regularizer } from "./regularizers.ts";
-import { type GraphNode, type RankOf, SymbolicTensor } from "./symbolic.ts";
+import { type GraphNode, type RankedSymbol, type RankOf, SymbolicTensor } from "./symbolic.ts";
 
 /** A size given once for both spatial axes, or as `[height, width]`. */
 export type Size2 = number | readonly [number, number];
@@ -96,7 +96,7 @@ export class Conv2D extends KernelLayer {
   }
 
   /** Applies the layer to a symbol of rank 4. */
-  override apply(x: SymbolicTensor<4>): SymbolicTensor<4> {
+  override apply<R extends number>(x: SymbolicTensor<R> & RankedSymbol<R, 4>): SymbolicTensor<4> {
     return super.apply(x) as SymbolicTensor<4>;
   }
 
@@ -180,7 +180,7 @@ abstract class Pool2DBase extends Layer {
   }
 
   /** Applies the layer to a symbol of rank 4. */
-  override apply(x: SymbolicTensor<4>): SymbolicTensor<4> {
+  override apply<R extends number>(x: SymbolicTensor<R> & RankedSymbol<R, 4>): SymbolicTensor<4> {
     return super.apply(x) as SymbolicTensor<4>;
   }
 
@@ -239,7 +239,7 @@ export class AveragePooling2D extends Pool2DBase {
 
 abstract class GlobalPool2DBase extends Layer {
   /** Applies the layer to a symbol of rank 4; the result has rank 2. */
-  override apply(x: SymbolicTensor<4>): SymbolicTensor<2> {
+  override apply<R extends number>(x: SymbolicTensor<R> & RankedSymbol<R, 4>): SymbolicTensor<2> {
     return super.apply(x) as SymbolicTensor<2>;
   }
 

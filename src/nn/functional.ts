@@ -9,6 +9,7 @@
  */
 import { WgradError } from "../errors.ts";
 import { scope, type Tensor } from "../tensor.ts";
+import { reshape } from "../ops/transform.ts";
 import { fmtShape } from "../errors.ts";
 import { weightSeed } from "./initializers.ts";
 import { type CallContext, describeValue, fmtBatchShape, type Layer } from "./layers.ts";
@@ -114,13 +115,19 @@ export class Functional<Out = Tensor<"f32">> extends Model<Out> {
     this.outputs = outputs;
     // Layers new to any model get their position (it seeds weights and dropout) and names.
     // Input layers are not counted, so a chain seeds its weights as the Sequential model does.
-    layers.filter((l) => !(l instanceof InputLayer)).forEach((l, i) => {
-      if (l.placed) return;
-      l.index = i;
+    // Layers already placed by another model keep theirs; new ones take the next free positions.
+    const nonInput = layers.filter((l) => !(l instanceof InputLayer));
+    const taken = new Set(nonInput.filter((l) => l.placed).map((l) => l.index));
+    let next = 0;
+    for (const l of nonInput) {
+      if (l.placed) continue;
+      while (taken.has(next)) next++;
+      l.index = next++;
       l.placed = true;
-    });
+    }
     assignNames(layers, where);
     for (const l of layers) l.createWeights((k) => weightSeed(this.seed, l.index, k));
+    this.adoptLayers();
   }
 
   /** Always true: a functional model is built when it is made. */
@@ -162,6 +169,7 @@ export class Functional<Out = Tensor<"f32">> extends Model<Out> {
         `model "${this.name}" expects inputs ${fmtBatchShape(shape)}, got ${x.describe()}`,
       );
     }
+    this.assertLive();
     return scope(() => {
       const values = new Map<SymbolicTensor, Tensor<"f32">>([[this.inputs[0], x]]);
       for (const node of this.#nodes) {
@@ -169,7 +177,11 @@ export class Functional<Out = Tensor<"f32">> extends Model<Out> {
         const args = node.inputs.map((s) => values.get(s)!);
         values.set(node.output, node.layer.callMany(args, ctx));
       }
-      return this.outputs.map((s) => values.get(s)!);
+      // An output that is an input is returned as a new view of it (callers dispose the input).
+      return this.outputs.map((s) => {
+        const v = values.get(s)!;
+        return v === x ? reshape(x, x.shape) : v;
+      });
     });
   }
 
@@ -196,7 +208,8 @@ export class Functional<Out = Tensor<"f32">> extends Model<Out> {
         seed: this.seed,
         layers,
         input_layers: this.inputs.map(ref),
-        output_layers: this.outputs.map(ref),
+        // One reference for a single output, a list for a list (as Keras 3 writes them).
+        output_layers: this.#listOutput ? this.outputs.map(ref) : ref(this.outputs[0]),
       },
     };
   }
@@ -220,15 +233,17 @@ export class Functional<Out = Tensor<"f32">> extends Model<Out> {
         i === 0 || (n.inputs.length === 1 && n.inputs[0] === this.#nodes[i - 1].output)
       );
     const local = this.#localIndices();
-    const rows: SummaryRow[] = [];
-    for (const n of this.#nodes) {
-      const row: SummaryRow = { layer: n.layer, shape: n.output.shape };
+    // One row per layer (Keras's table); a layer applied several times lists every input.
+    return this.layers.map((l) => {
+      const nodes = this.#nodes.filter((n) => n.layer === l);
+      const row: SummaryRow = { layer: l, shape: nodes[0].output.shape };
       if (!chain) {
-        row.connectedTo = n.inputs.map((s) => `${s.node!.layer.name}[${local.get(s.node!)}][0]`);
+        row.connectedTo = nodes.flatMap((n) =>
+          n.inputs.map((s) => `${s.node!.layer.name}[${local.get(s.node!)}][0]`)
+        );
       }
-      rows.push(row);
-    }
-    return rows;
+      return row;
+    });
   }
 
   /** @internal */

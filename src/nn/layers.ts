@@ -65,6 +65,10 @@ export abstract class Layer {
   index = 0;
   /** @internal Whether a model has given the layer its position (kept when models share it). */
   placed = false;
+  /** @internal How many live models use the layer (its weights go with the last one). */
+  users = 0;
+  /** @internal The model whose `dispose()` freed the weights, if that happened. */
+  disposedBy: string | null = null;
   /** @internal The graph nodes where this layer was applied to symbols, in order. */
   readonly nodes: GraphNode[] = [];
 
@@ -188,6 +192,7 @@ export abstract class Layer {
    * whose weights exist (shared by two models) keeps them.
    */
   createWeights(seedOf: (k: number) => number): void {
+    this.assertLive();
     if (this.weights.length || !this.inputShape) return;
     const specs = this.weightSpecs(this.inputShape);
     const made: Tensor<"f32">[] = [];
@@ -223,6 +228,17 @@ export abstract class Layer {
     this.inputShape = [...input];
     this.outputShape = out;
     return out;
+  }
+
+  /** @internal Throws when the layer's weights were freed by a model's `dispose()`. */
+  assertLive(): void {
+    if (this.disposedBy !== null) {
+      throw new WgradError(
+        "disposed",
+        `${this.where()}: its weights were freed by model "${this.disposedBy}".dispose(); ` +
+          "make new layers (or keep a model that uses them alive)",
+      );
+    }
   }
 
   /** Number of weights' elements. */

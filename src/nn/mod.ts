@@ -64,7 +64,7 @@ export {
 } from "./conv_layers.ts";
 export { Functional, type FunctionalOptions } from "./functional.ts";
 export { Model, type SummaryRow, type WeightEntry } from "./model.ts";
-export { type GraphNode, type RankOf, SymbolicTensor } from "./symbolic.ts";
+export { type GraphNode, type RankedSymbol, type RankOf, SymbolicTensor } from "./symbolic.ts";
 export * as initializers from "./initializers.ts";
 export * as regularizers from "./regularizers.ts";
 export { type ActivationName, ACTIVATIONS } from "./activations.ts";

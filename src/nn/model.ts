@@ -97,6 +97,7 @@ export abstract class Model<Out = Tensor<"f32">> {
   /** The seed of the initial weights. */
   readonly seed: number;
   #compileOptions: CompileOptions | null = null;
+  #disposed = false;
 
   /** @param name the model's name; @param seed the seed of its initial weights */
   constructor(name: string, seed: number) {
@@ -173,6 +174,7 @@ export abstract class Model<Out = Tensor<"f32">> {
   /** Every weight, layer by layer, in Keras's order (a Dense layer's kernel before its bias). */
   get weightEntries(): WeightEntry[] {
     if (!this.built) throw this.notBuilt("weights");
+    this.assertLive();
     const out: WeightEntry[] = [];
     for (const l of this.layers) {
       if (!l.inputShape || !l.weights.length) continue;
@@ -296,15 +298,34 @@ export abstract class Model<Out = Tensor<"f32">> {
 
   /**
    * Gives back the GPU memory of the weights and of the training state. Layers shared with
-   * another model lose their weights too.
+   * another live model keep their weights (they are freed with the last model that uses them).
    */
   dispose(): void {
-    disposeTraining(this as Model<unknown>);
+    if (this.#disposed) return;
+    this.#disposed = true;
+    disposeTraining(this as Model<unknown>, (l) => l.users > 1);
     this.#compileOptions = null;
     for (const l of this.layers) {
+      l.users--;
+      // A layer without weights (pooling, flatten, an input) has nothing to free.
+      if (l.users > 0 || !l.weights.length) continue;
       for (const w of l.weights) w.dispose();
       l.weights = [];
+      l.disposedBy = this.name;
     }
+  }
+
+  /** @internal Counts this model as a user of its layers (their weights live while it does). */
+  protected adoptLayers(): void {
+    for (const l of this.layers) l.users++;
+  }
+
+  /** @internal Throws when the model or one of its layers was disposed. */
+  protected assertLive(): void {
+    if (this.#disposed) {
+      throw new WgradError("disposed", `model "${this.name}" was disposed`);
+    }
+    for (const l of this.layers) l.assertLive();
   }
 
   /** The weights' values, layer by layer (kernel before bias), as Float32Arrays. */

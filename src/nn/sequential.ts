@@ -27,6 +27,7 @@ export class Sequential extends Model<Tensor<"f32">> {
   /** The layers, in order. */
   readonly layers: Layer[];
   #input: SymbolicTensor | null = null;
+  #symbols: SymbolicTensor[] = [];
 
   /** @param layers the layers, first to last */
   constructor(layers: readonly Layer[], options: SequentialOptions = {}) {
@@ -58,6 +59,7 @@ export class Sequential extends Model<Tensor<"f32">> {
       l.placed = true;
     });
     assignNames(this.layers, "nn.sequential");
+    this.adoptLayers();
     if (options.inputShape) this.build(options.inputShape);
   }
 
@@ -87,7 +89,13 @@ export class Sequential extends Model<Tensor<"f32">> {
   /** The output symbol (Keras's `model.output`). */
   get output(): SymbolicTensor {
     if (!this.#input) throw this.notBuilt("output");
-    return this.layers[this.layers.length - 1].output;
+    return this.#symbols[this.#symbols.length - 1];
+  }
+
+  /** The symbol each layer produced when the model was built (as `layer.output`, in order). */
+  get layerOutputs(): readonly SymbolicTensor[] {
+    if (!this.#input) throw this.notBuilt("layerOutputs");
+    return this.#symbols;
   }
 
   /**
@@ -111,20 +119,31 @@ export class Sequential extends Model<Tensor<"f32">> {
       );
     }
     const input = new InputLayer(inputShape, { name: `${this.name}_input` }).symbol();
+    // What this build adds, to take back alone if it fails (the layers may be in other graphs).
+    const before = this.layers.map((l) => ({
+      nodes: l.nodes.length,
+      built: l.inputShape !== null,
+      weights: l.weights.length,
+    }));
+    const symbols: SymbolicTensor[] = [];
     try {
       let h: SymbolicTensor = input;
-      for (const l of this.layers) h = l.apply(h);
+      for (const l of this.layers) symbols.push(h = l.apply(h));
       for (const l of this.layers) l.createWeights((k) => weightSeed(this.seed, l.index, k));
     } catch (e) {
-      for (const l of this.layers) {
-        for (const w of l.weights) w.dispose();
-        l.weights = [];
-        l.nodes.length = 0;
-        l.inputShape = l.outputShape = null;
-      }
+      this.layers.forEach((l, i) => {
+        const b = before[i];
+        if (!b.weights) {
+          for (const w of l.weights) w.dispose();
+          l.weights = [];
+        }
+        l.nodes.length = b.nodes;
+        if (!b.built) l.inputShape = l.outputShape = null;
+      });
       throw e;
     }
     this.#input = input;
+    this.#symbols = symbols;
   }
 
   /** Applies the model to a batch `[batch, ...inputShape]` (eager; recorded by tapes). */
@@ -139,6 +158,7 @@ export class Sequential extends Model<Tensor<"f32">> {
         `model "${this.name}" expects inputs ${fmtBatchShape(shape)}, got ${x.describe()}`,
       );
     }
+    this.assertLive();
     return scope(() => {
       let h = x;
       for (const l of this.layers) h = l.call(h, ctx);

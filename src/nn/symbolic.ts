@@ -32,8 +32,7 @@ export class SymbolicTensor<R extends number = number> {
   readonly rank: R;
   /** The layer application that made it, or null for a model input. */
   readonly node: GraphNode | null;
-  /** A name for messages: the input's name, or the producing layer's. */
-  readonly label: string;
+  #label: string;
   /** A process-unique id. */
   readonly id: number = nextSymbolId++;
 
@@ -42,7 +41,12 @@ export class SymbolicTensor<R extends number = number> {
     this.shape = Object.freeze([...shape]);
     this.rank = (shape.length + 1) as R;
     this.node = node;
-    this.label = label;
+    this.#label = label;
+  }
+
+  /** A name for messages: the producing layer's name (an input's layer's), as it is now. */
+  get label(): string {
+    return this.node?.layer.name || this.#label;
   }
 
   /** Keras's printed shape: `(None, 28, 28, 1)`. */
@@ -50,6 +54,16 @@ export class SymbolicTensor<R extends number = number> {
     return `${this.label} (None${this.shape.map((d) => `, ${d}`).join("")})`;
   }
 }
+
+/**
+ * What a layer that needs rank `Want` accepts: a symbol of that rank, or one whose rank the type
+ * checker does not know (`SymbolicTensor<number>`, e.g. from a shape computed at run time; the
+ * layer checks it when applied). A symbol of another known rank is `never`: a type error.
+ */
+export type RankedSymbol<R extends number, Want extends number> = number extends R
+  ? SymbolicTensor<R>
+  : R extends Want ? SymbolicTensor<R>
+  : never;
 
 /** The type of the rank, batch axis included, of samples of shape `S`. */
 export type RankOf<S extends readonly number[]> = [0, ...S]["length"];

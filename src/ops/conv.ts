@@ -222,7 +222,9 @@ export function conv2dGeometry(
   if (py.out <= 0 || px.out <= 0) {
     throw new WgradError(
       "shape",
-      `${op}: the kernel (${(kh - 1) * dh + 1}×${(kw - 1) * dw + 1} with dilation) is larger ` +
+      `${op}: the kernel (${(kh - 1) * dh + 1}×${(kw - 1) * dw + 1}${
+        dh > 1 || dw > 1 ? " with dilation" : ""
+      }) is larger ` +
         `than the input (${h}×${w}) under "valid" padding: ${what} give an empty output`,
     );
   }

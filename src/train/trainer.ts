@@ -23,6 +23,8 @@ import { Philox } from "../random.ts";
 import { keep, type Tensor, tensor, zeros } from "../tensor.ts";
 import type { OptimizerState } from "../optim/optimizers.ts";
 import type { Model } from "../nn/model.ts";
+import type { Layer } from "../nn/layers.ts";
+import { clone } from "../ops/transform.ts";
 import { type Callback, History, type TrainingControl } from "./callbacks.ts";
 import { ProgressBar } from "./progress.ts";
 import {
@@ -298,6 +300,13 @@ export function compileModel(model: AnyModel, options: CompileOptions): void {
       `model "${model.name}".compile: pass { optimizer, loss, metrics }`,
     );
   }
+  if (model.built && model.inputShapes.length !== 1) {
+    throw new WgradError(
+      "value",
+      `model "${model.name}".compile: the model has ${model.inputShapes.length} inputs; compile ` +
+        "and fit train models with one input",
+    );
+  }
   if (model.built && model.outputShapes.length !== 1) {
     throw new WgradError(
       "value",
@@ -354,11 +363,39 @@ function getCompiled(model: AnyModel, what: string): Compiled {
   return c;
 }
 
-/** Moves the model's weights into one parameter arena (once), so one dispatch updates them all. */
+/** The parameters of every arena: tensors an arena owns, never disposed by another model. */
+const arenaOwned = new WeakSet<Tensor>();
+
+/**
+ * Moves the model's weights into one parameter arena (once), so one dispatch updates them all.
+ * Layers shared with another model may since have moved into that model's arena: their current
+ * values are copied back into this arena first, so each model trains the weights it shares.
+ */
 function ensureArena(model: AnyModel, c: Compiled): ParamArena {
-  if (c.arena && !c.arena.isDisposed) return c.arena;
   // Only trained weights go into the arena (batch norm's moving statistics stay apart).
   const entries = model.weightEntries.filter((e) => e.trainable);
+  if (c.arena && !c.arena.isDisposed) {
+    const arena = c.arena;
+    if (
+      entries.length !== arena.length || entries.some((e, i) => e.name !== arena.names[i])
+    ) {
+      throw new WgradError(
+        "value",
+        `model "${model.name}": its trained weights (${
+          entries.map((e) => e.name).join(", ")
+        }) no longer match its optimizer's (${arena.names.join(", ")}); was a layer it shares ` +
+          "disposed with another model?",
+      );
+    }
+    entries.forEach((e, i) => {
+      const cur = e.layer.weights[e.index];
+      if (cur === arena.params[i]) return;
+      arena.setWeight(i, cur);
+      e.layer.weights[e.index] = arena.params[i];
+      if (!arenaOwned.has(cur)) cur.dispose();
+    });
+    return arena;
+  }
   const arena = new ParamArena(entries.map((e) => ({ name: e.name, value: e.tensor })), {
     name: model.name,
   });
@@ -366,8 +403,9 @@ function ensureArena(model: AnyModel, c: Compiled): ParamArena {
     const old = e.layer.weights[e.index];
     const t = keep(arena.params[i]);
     t.name = e.name;
+    arenaOwned.add(t);
     e.layer.weights[e.index] = t;
-    old.dispose();
+    if (!arenaOwned.has(old)) old.dispose();
   });
   c.arena = arena;
   return arena;
@@ -824,10 +862,11 @@ async function evaluateOn(
   const steps = Math.ceil(rows / batchSize);
   const last = rows - (steps - 1) * batchSize;
   const full = captureEvalStep(rt, model, c, data, perm, Math.min(batchSize, rows), false);
-  const tail = last !== Math.min(batchSize, rows)
-    ? captureEvalStep(rt, model, c, data, perm, last, false)
-    : null;
+  let tail: { plan: Plan; outs: Tensor[] } | null = null;
   try {
+    tail = last !== Math.min(batchSize, rows)
+      ? captureEvalStep(rt, model, c, data, perm, last, false)
+      : null;
     rt.write(acc.storage, new Float32Array(4), "evaluate: accumulators");
     const words = new Uint32Array(4);
     for (let s = 0; s < steps; s++) {
@@ -935,11 +974,13 @@ export async function predictModel(
   owned.push(perm);
   const steps = Math.ceil(data.rows / batchSize);
   const last = data.rows - (steps - 1) * batchSize;
-  const full = captureEvalStep(rt, model, c, data, perm, Math.min(batchSize, data.rows), true);
-  const tail = last !== Math.min(batchSize, data.rows)
-    ? captureEvalStep(rt, model, c, data, perm, last, true)
-    : null;
+  let full: { plan: Plan; outs: Tensor[] } | null = null;
+  let tail: { plan: Plan; outs: Tensor[] } | null = null;
   try {
+    full = captureEvalStep(rt, model, c, data, perm, Math.min(batchSize, data.rows), true);
+    tail = last !== Math.min(batchSize, data.rows)
+      ? captureEvalStep(rt, model, c, data, perm, last, true)
+      : null;
     const words = new Uint32Array(4);
     for (let s = 0; s < steps; s++) {
       const p = s === steps - 1 && tail ? tail : full;
@@ -963,8 +1004,8 @@ export async function predictModel(
     for (const r of results) r.dispose();
     throw e;
   } finally {
-    for (const o of [...full.outs, ...(tail?.outs ?? [])]) o.dispose();
-    full.plan.dispose();
+    for (const o of [...(full?.outs ?? []), ...(tail?.outs ?? [])]) o.dispose();
+    full?.plan.dispose();
     tail?.plan.dispose();
     for (const t of owned) t.dispose();
     if (!compiled.has(model)) {
@@ -1041,9 +1082,28 @@ export function epochsTrained(model: AnyModel): number {
   return compiled.get(model)?.epoch ?? 0;
 }
 
-/** Disposes a model's compiled state (plans, optimizer state, arena). */
-export function disposeTraining(model: AnyModel): void {
+/**
+ * Disposes a model's compiled state (plans, optimizer state, arena). Weights of layers for which
+ * `keep(layer)` is true (layers another model still uses) that live in this model's arena are
+ * first copied out of it, so the other model keeps their values.
+ */
+export function disposeTraining(
+  model: AnyModel,
+  keepLayer: (l: Layer) => boolean = () => false,
+): void {
   const c = compiled.get(model);
+  if (c?.arena && !c.arena.isDisposed) {
+    const params = new Set<Tensor>(c.arena.params);
+    for (const l of model.layers) {
+      if (!keepLayer(l)) continue;
+      l.weights = l.weights.map((w) => {
+        if (!params.has(w)) return w;
+        const copy = keep(clone(w));
+        copy.name = w.name;
+        return copy;
+      });
+    }
+  }
   if (c) disposeCompiled(c, true);
   compiled.delete(model);
 }
