@@ -536,3 +536,44 @@ Deno.test("functional: a symbol of a rank unknown to the types is checked when a
     "run-time rank 2 into conv",
   );
 });
+
+Deno.test("layers: trainable = false freezes weights (and batch norm's statistics); it is saved", async () => {
+  const rng = new Rng(43);
+  const n = 32;
+  const x = rng.floats(n * 6 * 6 * 1);
+  const labels = Int32Array.from({ length: n }, (_, i) => i % 2);
+  const data = { data: x, shape: [n, 6, 6, 1] };
+  const model = nn.sequential([
+    nn.conv2d(2, { kernelSize: 3, activation: "relu" }),
+    nn.batchNorm(),
+    nn.flatten(),
+    nn.dense(2),
+  ], { inputShape: [6, 6, 1], seed: 8 });
+  const dir = await Deno.makeTempDir({ prefix: "wgrad_frozen_" });
+  let loaded: nn.Model | null = null;
+  try {
+    model.compile({ optimizer: "adam", loss: "sparse_categorical_crossentropy" });
+    await model.fit(data, labels, { epochs: 1, batchSize: 8, verbose: 0 });
+    // Freeze the convolution and the batch norm, compile again, train the head alone.
+    model.layers[0].trainable = false;
+    model.layers[1].trainable = false;
+    model.compile({ optimizer: "adam", loss: "sparse_categorical_crossentropy" });
+    const text = model.summary(null);
+    if (!text.includes("Trainable params: 66") || !text.includes("Non-trainable params: 28")) {
+      throw new Error(`frozen summary counts:\n${text}`);
+    }
+    const before = await model.getWeights();
+    await model.fit(data, labels, { epochs: 2, batchSize: 8, verbose: 0 });
+    const after = await model.getWeights();
+    for (let i = 0; i < 6; i++) assertEqualArrays(after[i], before[i], `frozen weight ${i}`);
+    if (after[6].every((v, i) => v === before[6][i])) throw new Error("the head did not train");
+    await model.save(`${dir}/m`);
+    loaded = await nn.loadModel(`${dir}/m`);
+    const flags = loaded.layers.map((l) => l.trainable).join(",");
+    if (flags !== "false,false,true,true") throw new Error(`loaded trainable flags ${flags}`);
+  } finally {
+    model.dispose();
+    loaded?.dispose();
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -357,6 +357,7 @@ function functionalFromConfig(
       }
       layer = make(c, lname, f, `${path}.config`);
     }
+    layer.trainable = f.optBool(c, "trainable", `${path}.config`) ?? true;
     const nodesRaw = f.get(o, "inbound_nodes", path);
     if (!Array.isArray(nodesRaw)) f.fail(`${path}.inbound_nodes`, "expected an array");
     const inbound = (nodesRaw as unknown[]).map((n, k) => {
@@ -622,7 +623,9 @@ export async function loadModel<Out = Tensor<"f32">>(dir: string): Promise<Model
       );
     }
     const c = f.obj(f.get(o, "config", path), `${path}.config`);
-    return make(c, lname, f, `${path}.config`);
+    const layer = make(c, lname, f, `${path}.config`);
+    layer.trainable = f.optBool(c, "trainable", `${path}.config`) ?? true;
+    return layer;
   });
   const weightsName = f.has(root, "weights")
     ? f.str(root, "weights", "(top level)")

@@ -383,7 +383,8 @@ export class BatchNormalization extends Layer {
     const [gamma, beta, movingMean, movingVar] = this.weights;
     const flat = x.rank === 2 ? null : reshape(x, [-1, x.shape[x.rank - 1]]);
     const y = batchNorm(flat ?? x, gamma, beta, {
-      training: ctx.training,
+      // Frozen (trainable false), it normalises with its moving statistics, as Keras does.
+      training: ctx.training && this.trainable,
       movingMean,
       movingVar,
       momentum: this.momentum,

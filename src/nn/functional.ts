@@ -196,7 +196,7 @@ export class Functional<Out = Tensor<"f32">> extends Model<Out> {
     const layers: FunctionalLayerRecord[] = this.layers.map((l) => ({
       class_name: l.className,
       name: l.name,
-      config: l.getConfig(),
+      config: l.fullConfig(),
       inbound_nodes: this.#nodes
         .filter((n) => n.layer === l && !(l instanceof InputLayer))
         .map((n) => n.inputs.map(ref)),

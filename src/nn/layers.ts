@@ -65,6 +65,12 @@ export abstract class Layer {
   index = 0;
   /** @internal Whether a model has given the layer its position (kept when models share it). */
   placed = false;
+  /**
+   * Whether fit updates the layer's weights (Keras's `layer.trainable`; default true). Set it to
+   * false to freeze a layer, e.g. shared layers while a new head is trained, then `compile`
+   * again. A frozen BatchNormalization also normalises with its moving statistics in fit.
+   */
+  trainable = true;
   /** @internal How many live models use the layer (its weights go with the last one). */
   users = 0;
   /** @internal The model whose `dispose()` freed the weights, if that happened. */
@@ -214,6 +220,11 @@ export abstract class Layer {
 
   /** Keras-style configuration (for summaries and model files). */
   abstract getConfig(): Record<string, unknown>;
+
+  /** The configuration with `trainable`, as model files store it. */
+  fullConfig(): Record<string, unknown> {
+    return { ...this.getConfig(), trainable: this.trainable };
+  }
 
   /** Records the shapes; called by the model when it is built. */
   build(input: readonly number[], computed?: readonly number[]): number[] {

@@ -48,7 +48,7 @@ export interface WeightEntry {
   layer: Layer;
   /** Its position among the layer's weights. */
   index: number;
-  /** Whether the optimizer updates it (false for batch norm's moving statistics). */
+  /** Whether the optimizer updates it (false for batch norm's moving statistics and frozen layers). */
   trainable: boolean;
 }
 
@@ -185,7 +185,7 @@ export abstract class Model<Out = Tensor<"f32">> {
           tensor: l.weights[k],
           layer: l,
           index: k,
-          trainable: specs[k].trainable,
+          trainable: specs[k].trainable && l.trainable,
         });
       }
     }

@@ -182,7 +182,7 @@ export class Sequential extends Model<Tensor<"f32">> {
         layers: this.layers.map((l) => ({
           class_name: l.className,
           name: l.name,
-          config: l.getConfig(),
+          config: l.fullConfig(),
         })),
       },
     };

@@ -320,6 +320,14 @@ export function compileModel(model: AnyModel, options: CompileOptions): void {
   const metrics = resolveMetrics(options.metrics ?? [], loss, `model "${model.name}".compile`);
   const prev = compiled.get(model);
   if (prev) disposeCompiled(prev, false);
+  // Weights frozen or unfrozen since the arena was made: a new arena (and optimizer state).
+  if (prev?.arena && !prev.arena.isDisposed && model.built) {
+    const names = model.weightEntries.filter((e) => e.trainable).map((e) => e.name);
+    if (names.join("\n") !== prev.arena.names.join("\n")) {
+      releaseArena(model, prev.arena);
+      prev.arena = null;
+    }
+  }
   compiled.set(model, {
     optimizer,
     loss,
@@ -383,8 +391,8 @@ function ensureArena(model: AnyModel, c: Compiled): ParamArena {
         "value",
         `model "${model.name}": its trained weights (${
           entries.map((e) => e.name).join(", ")
-        }) no longer match its optimizer's (${arena.names.join(", ")}); was a layer it shares ` +
-          "disposed with another model?",
+        }) no longer match its optimizer's (${arena.names.join(", ")}): after changing a ` +
+          "layer's trainable, call compile again",
       );
     }
     entries.forEach((e, i) => {
@@ -1083,6 +1091,28 @@ export function epochsTrained(model: AnyModel): number {
 }
 
 /**
+ * Moves the weights that live in `arena` into tensors of their own (for the layers `which`
+ * picks), then disposes the arena.
+ */
+function releaseArena(
+  model: AnyModel,
+  arena: ParamArena,
+  which: (l: Layer) => boolean = () => true,
+): void {
+  const params = new Set<Tensor>(arena.params);
+  for (const l of model.layers) {
+    if (!which(l)) continue;
+    l.weights = l.weights.map((w) => {
+      if (!params.has(w)) return w;
+      const copy = keep(clone(w));
+      copy.name = w.name;
+      return copy;
+    });
+  }
+  arena.dispose();
+}
+
+/**
  * Disposes a model's compiled state (plans, optimizer state, arena). Weights of layers for which
  * `keep(layer)` is true (layers another model still uses) that live in this model's arena are
  * first copied out of it, so the other model keeps their values.
@@ -1092,18 +1122,7 @@ export function disposeTraining(
   keepLayer: (l: Layer) => boolean = () => false,
 ): void {
   const c = compiled.get(model);
-  if (c?.arena && !c.arena.isDisposed) {
-    const params = new Set<Tensor>(c.arena.params);
-    for (const l of model.layers) {
-      if (!keepLayer(l)) continue;
-      l.weights = l.weights.map((w) => {
-        if (!params.has(w)) return w;
-        const copy = keep(clone(w));
-        copy.name = w.name;
-        return copy;
-      });
-    }
-  }
+  if (c?.arena && !c.arena.isDisposed) releaseArena(model, c.arena, keepLayer);
   if (c) disposeCompiled(c, true);
   compiled.delete(model);
 }
