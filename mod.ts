@@ -111,6 +111,7 @@ export {
   type Pool2dOptions,
 } from "./src/ops/pool.ts";
 export { batchNorm, type BatchNormOptions } from "./src/ops/batchnorm.ts";
+export { concat } from "./src/ops/concat.ts";
 export * as losses from "./src/train/losses.ts";
 export * as metrics from "./src/ops/metrics.ts";
 export * as nn from "./src/nn/mod.ts";

@@ -577,3 +577,56 @@ Deno.test("layers: trainable = false freezes weights (and batch norm's statistic
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("functional: Concatenate joins branches along the channels; it trains and reloads", async () => {
+  const rng = new Rng(47);
+  const n = 20;
+  const x = rng.floats(n * 5 * 5 * 2);
+  const labels = Int32Array.from({ length: n }, (_, i) => i % 3);
+  const data = { data: x, shape: [n, 5, 5, 2] };
+  const inp = nn.input([5, 5, 2]);
+  const a = nn.conv2d(3, { kernelSize: 3, padding: "same", activation: "relu" }).apply(inp);
+  const b = nn.conv2d(2, { kernelSize: 1 }).apply(inp);
+  const joined = nn.concatenate().apply([a, b, inp]);
+  assertShape(joined.shape, [5, 5, 7], "concatenated channels");
+  const out = nn.dense(3).apply(nn.flatten().apply(joined));
+  const model = nn.model({ inputs: inp, outputs: [joined, out] });
+  const dir = await Deno.makeTempDir({ prefix: "wgrad_concat_" });
+  let loaded: nn.Model<Tensor<"f32">[]> | null = null;
+  try {
+    const w = await model.getWeights();
+    const [j] = await model.predict(data);
+    const ca = relu(conv2dRef(x, [n, 5, 5, 2], w[0], [3, 3, 2, 3], same(1), w[1]).y);
+    const cb = conv2dRef(x, [n, 5, 5, 2], w[2], [1, 1, 2, 2], valid(1), w[3]).y;
+    const want = new Float64Array(n * 25 * 7);
+    for (let p = 0; p < n * 25; p++) {
+      want.set(ca.subarray(p * 3, p * 3 + 3), p * 7);
+      want.set(cb.subarray(p * 2, p * 2 + 2), p * 7 + 3);
+      want.set(x.subarray(p * 2, p * 2 + 2), p * 7 + 5);
+    }
+    assertClose(await j.data(), want, FORWARD_TOL, "concatenated feature maps");
+    j.dispose();
+    assertWgradError(
+      () => nn.concatenate({ name: "cat" }).apply([a, nn.input([4, 5, 2])]),
+      "shape",
+      ['layer "cat" (Concatenate)', "(None, 4, 5, 2)", "(None, 5, 5, 3)"],
+      "concatenate with other spatial sizes",
+    );
+    const trainable = nn.model({ inputs: inp, outputs: out });
+    trainable.compile({ optimizer: "adam", loss: "sparse_categorical_crossentropy" });
+    const h = await trainable.fit(data, labels, { epochs: 3, batchSize: 5, verbose: 0 });
+    if (!(h.history.loss[2] < h.history.loss[0])) {
+      throw new Error(`loss did not fall: ${h.history.loss}`);
+    }
+    await model.save(`${dir}/m`);
+    loaded = await nn.loadModel<Tensor<"f32">[]>(`${dir}/m`);
+    const p1 = await model.predict(data), p2 = await loaded.predict(data);
+    assertEqualArrays(await p2[1].data(), await p1[1].data(), "loaded predict");
+    for (const t of [...p1, ...p2]) t.dispose();
+    trainable.dispose();
+  } finally {
+    model.dispose();
+    loaded?.dispose();
+    await Deno.remove(dir, { recursive: true });
+  }
+});

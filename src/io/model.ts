@@ -12,6 +12,7 @@ import {
   Add,
   AveragePooling2D,
   BatchNormalization,
+  Concatenate,
   Conv2D,
   GlobalAveragePooling2D,
   GlobalMaxPooling2D,
@@ -264,6 +265,10 @@ const LAYERS: Record<string, (c: Obj, name: string, f: Fields, path: string) => 
       }));
   },
   Add: (_c, name) => new Add(name),
+  Concatenate: (c, name, f, p) => {
+    const axis = f.optNum(c, "axis", p);
+    return f.build(p, () => new Concatenate({ name, axis }));
+  },
 };
 
 /** The options of a kernel-and-bias layer (Dense, Conv2D). */

@@ -7,6 +7,7 @@
  */
 import { WgradError } from "../errors.ts";
 import { add } from "../ops/binary.ts";
+import { concat } from "../ops/concat.ts";
 import { axisPadding, conv2d, conv2dGeometry, type Padding, paddingOf, pair } from "../ops/conv.ts";
 import { avgPool2d, globalAvgPool2d, globalMaxPool2d, maxPool2d } from "../ops/pool.ts";
 import { batchNorm } from "../ops/batchnorm.ts";
@@ -523,5 +524,83 @@ export class Add extends Layer {
 
   getConfig(): Record<string, unknown> {
     return {};
+  }
+}
+
+/** Joins several inputs along an axis (Keras's `Concatenate`; default the last, the channels). */
+export class Concatenate extends Layer {
+  readonly className = "Concatenate";
+  /** The axis, counting the batch axis as Keras does (-1, the last, by default). */
+  readonly axis: number;
+
+  /** @param options the axis (default -1) and an explicit name */
+  constructor(options: { axis?: number; name?: string } = {}) {
+    super(options.name);
+    this.axis = options.axis ?? -1;
+    if (!Number.isInteger(this.axis) || this.axis === 0) {
+      throw new WgradError(
+        "value",
+        `nn.concatenate: axis must be a non-zero integer (0 is the batch axis), got ${this.axis}`,
+      );
+    }
+  }
+
+  /** Applies the layer to two or more symbols of one rank. */
+  override apply<R extends number>(xs: readonly SymbolicTensor<R>[]): SymbolicTensor<R> {
+    if (!Array.isArray(xs)) {
+      throw new WgradError(
+        "value",
+        `${this.where()}.apply takes an array of symbols, e.g. concatenate.apply([x, y])`,
+      );
+    }
+    return super.apply(xs) as SymbolicTensor<R>;
+  }
+
+  /** The axis within one sample's shape (without the batch axis). */
+  #sampleAxis(rank: number): number {
+    return this.axis < 0 ? this.axis + rank : this.axis - 1;
+  }
+
+  computeOutputShape(input: readonly number[]): number[] {
+    return this.computeOutputShapeMany([input]);
+  }
+
+  override computeOutputShapeMany(inputs: readonly (readonly number[])[]): number[] {
+    if (inputs.length < 1) {
+      throw new WgradError("value", `${this.where()} needs at least one input`);
+    }
+    const rank = inputs[0].length;
+    const a = this.#sampleAxis(rank);
+    if (a < 0 || a >= rank) {
+      throw new WgradError(
+        "shape",
+        `${this.where()}: axis ${this.axis} is out of range for inputs ${fmtBatchShape(inputs[0])}`,
+      );
+    }
+    inputs.forEach((s, i) => {
+      if (s.length !== rank || s.some((d, k) => k !== a && d !== inputs[0][k])) {
+        throw new WgradError(
+          "shape",
+          `${this.where()}: input ${i} ${fmtBatchShape(s)} does not match input 0 ${
+            fmtBatchShape(inputs[0])
+          } outside axis ${this.axis}`,
+        );
+      }
+    });
+    const out = [...inputs[0]];
+    out[a] = inputs.reduce((p, s) => p + s[a], 0);
+    return out;
+  }
+
+  call(x: Tensor<"f32">): Tensor<"f32"> {
+    return this.callMany([x]);
+  }
+
+  override callMany(xs: readonly Tensor<"f32">[]): Tensor<"f32"> {
+    return concat(xs, this.#sampleAxis(xs[0].rank - 1) + 1);
+  }
+
+  getConfig(): Record<string, unknown> {
+    return { axis: this.axis };
   }
 }

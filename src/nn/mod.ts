@@ -25,6 +25,7 @@ import {
   AveragePooling2D,
   BatchNormalization,
   type BatchNormOptions,
+  Concatenate,
   Conv2D,
   type Conv2DOptions,
   GlobalAveragePooling2D,
@@ -53,6 +54,7 @@ export {
   AveragePooling2D,
   BatchNormalization,
   type BatchNormOptions,
+  Concatenate,
   Conv2D,
   type Conv2DOptions,
   GlobalAveragePooling2D,
@@ -144,6 +146,11 @@ export function batchNorm(options: BatchNormOptions = {}): BatchNormalization {
 /** The element-wise sum of two or more symbols of one shape: `nn.add().apply([x, y])`. */
 export function add(options: { name?: string } = {}): Add {
   return new Add(options.name);
+}
+
+/** Joins two or more symbols along `axis` (default -1, the channels): `nn.concatenate().apply([x, y])`. */
+export function concatenate(options: { axis?: number; name?: string } = {}): Concatenate {
+  return new Concatenate(options);
 }
 
 /**
