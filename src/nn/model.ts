@@ -71,7 +71,11 @@ export function assignNames(layers: readonly Layer[], where: string): void {
   const names = new Set<string>();
   for (const l of layers) {
     if (names.has(l.name)) {
-      throw new WgradError("value", `${where}: two layers are named "${l.name}"`);
+      throw new WgradError(
+        "value",
+        `${where}: two layers are named "${l.name}" (automatic names are unique within one ` +
+          "model; when joining layers of two models, name them with { name })",
+      );
     }
     names.add(l.name);
   }
