@@ -115,6 +115,7 @@ export class Functional<Out = Tensor<"f32">> extends Model<Out> {
     this.outputs = outputs;
     // Layers new to any model get their position (it seeds weights and dropout) and names.
     // Input layers are not counted, so a chain seeds its weights as the Sequential model does.
+    assignNames(layers, where);
     // Layers already placed by another model keep theirs; new ones take the next free positions.
     const nonInput = layers.filter((l) => !(l instanceof InputLayer));
     const taken = new Set(nonInput.filter((l) => l.placed).map((l) => l.index));
@@ -125,7 +126,6 @@ export class Functional<Out = Tensor<"f32">> extends Model<Out> {
       l.index = next++;
       l.placed = true;
     }
-    assignNames(layers, where);
     for (const l of layers) l.createWeights((k) => weightSeed(this.seed, l.index, k));
     this.adoptLayers();
   }

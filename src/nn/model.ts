@@ -57,8 +57,21 @@ export interface WeightEntry {
  * avoiding explicit names) and checks that the names are unique. `where` prefixes errors.
  */
 export function assignNames(layers: readonly Layer[], where: string): void {
+  // Names given already (explicit, or from another model) must be unique; checked before any
+  // layer is renamed, so a failure changes nothing. Automatic names then avoid them.
+  const explicit = new Set<string>();
+  for (const l of layers) {
+    if (!l.name) continue;
+    if (explicit.has(l.name)) {
+      throw new WgradError(
+        "value",
+        `${where}: two layers are named "${l.name}" (automatic names are unique within one ` +
+          "model; when joining layers of two models, name them with { name })",
+      );
+    }
+    explicit.add(l.name);
+  }
   const used = new Map<string, number>();
-  const explicit = new Set(layers.map((l) => l.name).filter((n) => n));
   for (const l of layers) {
     if (l.name) continue;
     const base = l.baseName;
@@ -67,17 +80,6 @@ export function assignNames(layers: readonly Layer[], where: string): void {
     while (explicit.has(name)) name = `${base}_${++k}`;
     used.set(base, k + 1);
     l.name = name;
-  }
-  const names = new Set<string>();
-  for (const l of layers) {
-    if (names.has(l.name)) {
-      throw new WgradError(
-        "value",
-        `${where}: two layers are named "${l.name}" (automatic names are unique within one ` +
-          "model; when joining layers of two models, name them with { name })",
-      );
-    }
-    names.add(l.name);
   }
 }
 
