@@ -66,6 +66,12 @@ export function loadOptions(flags: Flags): datasets.LoadOptions {
   };
 }
 
+/** The training split, cut to the first `--limit` images when the flag asks for it. */
+export function limitTrain(train: datasets.DataSplit, flags: Flags): datasets.DataSplit {
+  const limit = flags.limit ? Number(flags.limit) : 0;
+  return limit > 0 && limit < train.length ? train.slice(0, limit) : train;
+}
+
 /** Fashion-MNIST as the flags ask for it. */
 export async function loadFashion(
   flags: Flags,
@@ -74,8 +80,7 @@ export async function loadFashion(
     dir: flags["data-dir"] as string | undefined,
     sample: flags.sample ? true : "fallback",
   });
-  const limit = flags.limit ? Number(flags.limit) : 0;
-  const train = limit > 0 && limit < data.train.length ? data.train.slice(0, limit) : data.train;
+  const train = limitTrain(data.train, flags);
   console.log(
     `Fashion-MNIST${data.sample ? " (bundled sample)" : ""}: ${train.length} training and ` +
       `${data.test.length} test images`,
@@ -115,14 +120,24 @@ export async function showFeatureMaps(
   for (const o of outs as Tensor[]) o.dispose();
 }
 
-/** The closing report: the plot, the test figures, the time, and a save when asked for. */
+/**
+ * The closing report: the throughput over `trainSamples` images per epoch, the plot, the test
+ * figures, the time, and a save when asked for.
+ */
 export async function finish(
   model: nn.Model,
   history: History,
   test: { x: Uint8Array; y: ArrayLike<number> | Float32Array },
   seconds: number,
   flags: Flags,
+  trainSamples: number,
 ): Promise<number> {
+  const epochs = history.history.loss?.length ?? 0;
+  console.log(
+    `trained ${epochs} epochs in ${seconds.toFixed(1)} s (${
+      (epochs * trainSamples / seconds).toFixed(0)
+    } samples/s)`,
+  );
   console.log(plot.history(history));
   const result = await model.evaluate(test as Parameters<nn.Model["evaluate"]>[0], {
     batchSize: 256,

@@ -68,12 +68,7 @@ if (import.meta.main) {
     verbose: Number(flags.verbose) as 0 | 1 | 2,
   });
   const seconds = (performance.now() - t0) / 1000;
-  console.log(
-    `trained ${epochs} epochs in ${seconds.toFixed(1)} s (${
-      (epochs * train.length / seconds).toFixed(0)
-    } samples/s)`,
-  );
   if (flags["show-maps"]) await showFeatureMaps(model, test.sample(0));
-  await finish(model, history, { x: test.x, y: oneHot(test.y) }, seconds, flags);
+  await finish(model, history, { x: test.x, y: oneHot(test.y) }, seconds, flags, train.length);
   model.dispose();
 }

@@ -9,7 +9,7 @@
  * @module
  */
 import { datasets, losses, nn, optim } from "../mod.ts";
-import { exampleFlags, finish, helpText, loadOptions } from "./common.ts";
+import { exampleFlags, finish, helpText, limitTrain, loadOptions } from "./common.ts";
 
 const DEFAULTS = { epochs: 5, batchSize: 128 };
 
@@ -66,8 +66,7 @@ if (import.meta.main) {
       data = await datasets.fashionMnist({ sample: "fallback" });
     }
   }
-  const limit = flags.limit ? Number(flags.limit) : 0;
-  const train = limit > 0 && limit < data.train.length ? data.train.slice(0, limit) : data.train;
+  const train = limitTrain(data.train, flags);
   console.log(
     `${data.name}${
       data.sample ? " (bundled sample)" : ""
@@ -90,6 +89,13 @@ if (import.meta.main) {
     verbose: Number(flags.verbose) as 0 | 1 | 2,
   });
   const seconds = (performance.now() - t0) / 1000;
-  await finish(model, history, { x: data.test.x, y: oneHot(data.test.y) }, seconds, flags);
+  await finish(
+    model,
+    history,
+    { x: data.test.x, y: oneHot(data.test.y) },
+    seconds,
+    flags,
+    train.length,
+  );
   model.dispose();
 }

@@ -18,7 +18,7 @@
  */
 import { datasets, losses, nn, optim } from "../mod.ts";
 import { ACTIVATIONS } from "../src/nn/activations.ts";
-import { exampleFlags, finish, helpText, loadOptions } from "./common.ts";
+import { exampleFlags, finish, helpText, limitTrain, loadOptions } from "./common.ts";
 
 const DEFAULTS = { epochs: 10, batchSize: 128 };
 
@@ -87,8 +87,7 @@ if (import.meta.main) {
     );
     Deno.exit(1);
   }
-  const limit = flags.limit ? Number(flags.limit) : 0;
-  const train = limit > 0 && limit < data.train.length ? data.train.slice(0, limit) : data.train;
+  const train = limitTrain(data.train, flags);
   console.log(`notMNIST: ${train.length} training and ${data.test.length} test images`);
   const model = notMnistMlp({
     hidden,
@@ -121,6 +120,6 @@ if (import.meta.main) {
     verbose: Number(flags.verbose) as 0 | 1 | 2,
   });
   const seconds = (performance.now() - t0) / 1000;
-  await finish(model, history, data.test, seconds, flags);
+  await finish(model, history, data.test, seconds, flags, train.length);
   model.dispose();
 }

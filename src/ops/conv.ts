@@ -791,14 +791,7 @@ function stripLaunch(
     0,
   ]);
   new Float32Array(u.buffer)[17] = c.alpha;
-  const bindings: (Storage | Uint32Array)[] = [
-    c.src.storage,
-    c.w.storage,
-    ys,
-    u,
-    (c.bias ?? c.src).storage,
-  ];
-  if (zs) bindings.push(zs);
+  const bindings = convBindings(c, ys, zs, u);
   rt.dispatch({
     kernel: STRIP,
     prefix: stripCode(shape),
@@ -807,6 +800,27 @@ function stripLaunch(
     workgroups: gr.groups,
     label: c.label,
   });
+}
+
+/**
+ * The bindings of both forward kernels: source, kernel, output, parameters, bias (without one,
+ * binding 4 repeats the source: read-only, never read) and, when kept, the pre-activation.
+ */
+function convBindings(
+  c: ConvLaunch,
+  ys: Storage,
+  zs: Storage | null,
+  u: Uint32Array,
+): (Storage | Uint32Array)[] {
+  const bindings: (Storage | Uint32Array)[] = [
+    c.src.storage,
+    c.w.storage,
+    ys,
+    u,
+    (c.bias ?? c.src).storage,
+  ];
+  if (zs) bindings.push(zs);
+  return bindings;
 }
 
 /** Records the forward or input-gradient kernel; returns the output (and the pre-activation). */
@@ -863,15 +877,7 @@ function convGemm(c: ConvLaunch): { y: Tensor<"f32">; z: Tensor<"f32"> | null } 
       0,
     ]);
     new Float32Array(u.buffer)[19] = c.alpha;
-    // Without a bias, binding 4 repeats the source (read-only, never read).
-    const bindings: (Storage | Uint32Array)[] = [
-      c.src.storage,
-      c.w.storage,
-      ys,
-      u,
-      (c.bias ?? c.src).storage,
-    ];
-    if (zs) bindings.push(zs);
+    const bindings = convBindings(c, ys, zs, u);
     rt.dispatch({
       kernel: CONV,
       prefix,
