@@ -7,6 +7,7 @@
  * deno task datasets                      # Fashion-MNIST (the bundled sample if the set is absent)
  * deno task datasets mnist cifar-10       # any of: mnist fashion-mnist kmnist emnist cifar-10 notmnist
  * deno task datasets emnist --split letters
+ * deno task datasets notmnist --variant large   # notMNIST_large.tar.gz too (247 MB)
  * deno run --allow-read=DIR datasets/cli.ts mnist --dir DIR --offline
  * ```
  * @module
@@ -84,6 +85,7 @@ if (import.meta.main) {
   };
   const dir = take("--dir");
   const split = take("--split") as EmnistSplit | undefined;
+  const variant = take("--variant") as "small" | "large" | undefined;
   const offline = args.includes("--offline");
   const names = args.filter((a) => !a.startsWith("--"));
   for (const n of names) {
@@ -98,6 +100,7 @@ if (import.meta.main) {
       const ds = await load(name, {
         dir,
         split,
+        variant,
         download: offline ? false : undefined,
         sample: name === "fashion-mnist" && !names.length ? "fallback" : false,
       });

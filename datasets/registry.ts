@@ -81,7 +81,13 @@ export interface EmnistOptions extends LoadOptions {
 
 /** Options of {@linkcode notMnist}. */
 export interface NotMnistOptions extends LoadOptions {
-  /** The share of each class held out as the test split (default 0.15). */
+  /**
+   * `"small"` (default): `notMNIST_small.tar.gz` alone, split into train and test. `"large"`: the
+   * course's setting, training on `notMNIST_large.tar.gz` (about 530,000 images) and testing on
+   * all of `notMNIST_small.tar.gz`; both files are needed.
+   */
+  variant?: "small" | "large";
+  /** The share of each class held out as the test split of the small variant (default 0.15). */
   testFraction?: number;
   /** Seed of the stratified train/test split (default 0). */
   seed?: number;
@@ -809,17 +815,74 @@ const NOT_MNIST: RemoteFile = {
 export const NOT_MNIST_CLASSES: readonly string[] = Object.freeze("ABCDEFGHIJ".split(""));
 
 /**
- * notMNIST (small): about 18,700 images of the letters A–J in many fonts, 28 × 28 gray, read
- * from `notMNIST_small.tar.gz`. Unreadable images are left out and reported. The set has no
- * official test split: a seeded, stratified `testFraction` of each class is held out.
+ * notMNIST (large): about 530,000 images in the same layout. No checksum is published: a download
+ * is checked by its size and its SHA-256 recorded on first use, and the reader checks every image.
+ */
+const NOT_MNIST_LARGE: RemoteFile = {
+  name: "notMNIST_large.tar.gz",
+  urls: ["http://yaroslavvb.com/upload/notMNIST/notMNIST_large.tar.gz"],
+  size: 247336696,
+};
+
+/**
+ * notMNIST: images of the letters A–J in many fonts, 28 × 28 gray, read from the PNG folders of
+ * the published tarballs. Unreadable images are left out and reported (`skipped`). The small
+ * variant (default; about 18,700 images) has no official test split: a seeded, stratified
+ * `testFraction` of each class is held out. The large variant trains on `notMNIST_large.tar.gz`
+ * and tests on the whole of `notMNIST_small.tar.gz`, as the course did.
  */
 export async function notMnist(options: NotMnistOptions = {}): Promise<Dataset> {
   const testFraction = options.testFraction ?? 0.15;
   if (!(testFraction > 0 && testFraction < 1)) {
     throw new WgradError("value", `notMnist: testFraction must be in (0, 1), got ${testFraction}`);
   }
-  const files = await locateFiles("notmnist", [NOT_MNIST], options);
-  const path = files[0].path;
+  const variant = options.variant ?? "small";
+  if (variant !== "small" && variant !== "large") {
+    throw new WgradError(
+      "value",
+      `notMnist: variant must be "small" or "large", got ${JSON.stringify(variant)}`,
+    );
+  }
+  const files = await locateFiles(
+    "notmnist",
+    variant === "large" ? [NOT_MNIST_LARGE, NOT_MNIST] : [NOT_MNIST],
+    options,
+  );
+  const parts = [];
+  for (const f of files) parts.push(await readNotMnistTar(f.path, options));
+  const skipped = parts.flatMap((p) => p.skipped);
+  const rename = (s: DataSplit, n: string) =>
+    new DataSplit(s.x, s.y, s.shape, 10, { name: n, classNames: NOT_MNIST_CLASSES });
+  let train: DataSplit, test: DataSplit;
+  if (variant === "large") {
+    train = rename(parts[0].split, "notmnist/train");
+    test = rename(parts[1].split, "notmnist/test");
+  } else {
+    const split = parts[0].split.validationSplit(testFraction, {
+      stratify: true,
+      seed: options.seed ?? 0,
+    });
+    train = rename(split.train, "notmnist/train");
+    test = rename(split.validation, "notmnist/test");
+  }
+  return {
+    name: "notmnist",
+    train,
+    test,
+    classNames: NOT_MNIST_CLASSES,
+    shape: [28, 28],
+    numClasses: 10,
+    files,
+    sample: false,
+    skipped,
+  };
+}
+
+/** The readable images of one notMNIST tarball, and the ones left out with the reason. */
+async function readNotMnistTar(
+  path: string,
+  options: LoadOptions,
+): Promise<{ split: DataSplit; skipped: { path: string; reason: string }[] }> {
   const pngs: { path: string; label: number; data: Uint8Array }[] = [];
   const skipped: { path: string; reason: string }[] = [];
   const file = await Deno.open(path, { read: true });
@@ -850,41 +913,28 @@ export async function notMnist(options: NotMnistOptions = {}): Promise<Dataset> 
         const msg = e instanceof Error ? e.message : String(e);
         skipped.push({ path: p.path, reason: msg.replace(`${path} (${p.path}): `, "") });
       }
+      pngs[i].data = EMPTY; // the compressed image is no longer needed
     }
   };
   await Promise.all(Array.from({ length: 8 }, worker));
   skipped.sort((a, b) => a.path < b.path ? -1 : 1);
   if (skipped.length) {
+    const name = path.slice(path.lastIndexOf("/") + 1);
     info(
       options,
-      `notmnist: skipped ${skipped.length} unreadable of ${pngs.length} images (see .skipped)`,
+      `notmnist: skipped ${skipped.length} unreadable of ${pngs.length} images in ${name} (see .skipped)`,
     );
   }
   const good: number[] = [];
   for (let i = 0; i < pngs.length; i++) if (ok[i]) good.push(i);
-  const all = new DataSplit(images, labels, [28, 28], 10, {
+  const split = new DataSplit(images, labels, [28, 28], 10, {
     name: "notmnist",
     classNames: NOT_MNIST_CLASSES,
-  })
-    .select(good, "notmnist");
-  const { train, validation } = all.validationSplit(testFraction, {
-    stratify: true,
-    seed: options.seed ?? 0,
-  });
-  const rename = (s: DataSplit, n: string) =>
-    new DataSplit(s.x, s.y, s.shape, 10, { name: n, classNames: NOT_MNIST_CLASSES });
-  return {
-    name: "notmnist",
-    train: rename(train, "notmnist/train"),
-    test: rename(validation, "notmnist/test"),
-    classNames: NOT_MNIST_CLASSES,
-    shape: [28, 28],
-    numClasses: 10,
-    files,
-    sample: false,
-    skipped,
-  };
+  }).select(good, "notmnist");
+  return { split, skipped };
 }
+
+const EMPTY = new Uint8Array(0);
 
 // ---------------------------------------------------------------------------------------------
 
@@ -924,5 +974,5 @@ export const CATALOG: Readonly<Record<string, readonly RemoteFile[]>> = Object.f
   "kmnist": Object.values(KMNIST),
   "emnist": [EMNIST_ZIP],
   "cifar-10": [CIFAR10],
-  "notmnist": [NOT_MNIST],
+  "notmnist": [NOT_MNIST, NOT_MNIST_LARGE],
 });

@@ -1,6 +1,8 @@
 // Batch gather: out[b, j] = f(src[row(b) * F + j]) for b < batch, j < F, where
 // row(b) = perm[step[3] + b] (the shuffled order; step[3] is the batch's first position, written
 // once per step; step[0..2] are the random state that dropout reads).
+// A set larger than one storage binding comes in chunks, one dispatch each: src then holds rows
+// [first, first + count) from its word 0, and rows of the batch outside it are left alone.
 // MODE 0: src holds bytes (4 per u32 word) and f(v) = v·scale + shift, giving f32;
 // MODE 1: src holds 32-bit values copied as they are (T: f32, i32 or u32).
 // Bytes in rows a multiple of 4 bytes long take `main_words` instead: one invocation converts
@@ -11,11 +13,11 @@ struct Params {
   n: u32,       // invocations: batch · F (main_words: batch · F / (4 · WPI))
   stride: u32,
   features: u32,
-  rows: u32,    // rows in src, for bounds checks
+  rows: u32,    // rows in the whole set, for bounds checks
   scale: f32,
   shift: f32,
-  _pad0: u32,
-  _pad1: u32,
+  first: u32,   // the first row in src
+  count: u32,   // rows in src
 }
 
 @group(0) @binding(0) var<storage, read> src: array<u32>;
@@ -42,7 +44,10 @@ fn main_words(@builtin(global_invocation_id) g: vec3<u32>) {
   let first = i * WPI;
   let b = first / words;
   let j = first - b * words;
-  let row = min(perm[step[3] + b], p.rows - 1u);
+  let row = min(perm[step[3] + b], p.rows - 1u) - p.first;
+  if (row >= p.count) {
+    return; // in another chunk (unsigned: rows before `first` wrap around)
+  }
   let base = row * words + j;
   for (var k = 0u; k < WPI; k++) {
     let v = src[base + k];
@@ -59,7 +64,10 @@ fn main(@builtin(global_invocation_id) g: vec3<u32>) {
   }
   let b = i / p.features;
   let j = i - b * p.features;
-  let row = min(perm[step[3] + b], p.rows - 1u);
+  let row = min(perm[step[3] + b], p.rows - 1u) - p.first;
+  if (row >= p.count) {
+    return;
+  }
   let k = row * p.features + j;
   if (MODE == 0u) {
     let byte = (src[k >> 2u] >> (8u * (k & 3u))) & 0xffu;

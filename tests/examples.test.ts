@@ -208,6 +208,29 @@ Deno.test("examples/notmnist_deep_mlp.ts: trains on a made-up notMNIST tarball; 
     assertMatch(text, /notMNIST: 102 training and 18 test images/);
     assertMatch(text, /dense_3 \(Dense\) +\(None, 10\)/);
     finalAccuracy(text);
+    // --large: trains on the large tarball, tests on the whole small one.
+    await Deno.writeFile(
+      `${dir}/notMNIST_large.tar.gz`,
+      await datasets.gzip(datasets.encodeTar(
+        entries.map((e) => ({ ...e, path: e.path.replace("notMNIST_small", "notMNIST_large") })),
+      )),
+    );
+    const large = await runExample([
+      "--allow-read=.,/tmp",
+      "examples/notmnist_deep_mlp.ts",
+      "--data-dir",
+      dir,
+      "--no-verify",
+      "--large",
+      "--hidden",
+      "16",
+      "--epochs",
+      "1",
+      "--verbose",
+      "2",
+    ]);
+    assertMatch(large, /notMNIST: 120 training and 120 test images/);
+    finalAccuracy(large);
     const out = await new Deno.Command("deno", {
       args: [
         "run",

@@ -337,6 +337,104 @@ Deno.test("gather: 32-bit rows (MODE 1): i32 labels, f32 rows [3, 5], u32 rows, 
   }
 });
 
+/** Splits rows of `features` values into chunks of `per` rows (bytes packed per chunk). */
+function chunked(
+  values: Uint8Array | Int32Array,
+  rows: number,
+  features: number,
+  per: number,
+): Tensor[] {
+  const out: Tensor[] = [];
+  for (let first = 0; first < rows; first += per) {
+    const part = values.subarray(first * features, Math.min(rows, first + per) * features);
+    out.push(
+      part instanceof Uint8Array
+        ? u32(packBytes(part), [Math.ceil(part.length / 4)])
+        : input(part, [part.length], "i32"),
+    );
+  }
+  return out;
+}
+
+Deno.test("gather: rows in chunks (bytes by word and by byte, i32) equal the whole set's gather", async () => {
+  // A set larger than one storage binding is uploaded in chunks of whole rows, one dispatch per
+  // chunk: every row of the batch must come from its chunk, whichever chunk that is.
+  const rng = new Rng(9);
+  const rows = 61;
+  for (
+    const c of [
+      { kind: "u8", rowShape: [2, 4], per: 16 }, // main_words, 4 chunks, the last one short
+      { kind: "u8", rowShape: [3], per: 8 }, // MODE 0: chunks start on a word (8 · 3 bytes)
+      { kind: "i32", rowShape: [], per: 20 }, // MODE 1, labels
+      { kind: "u8", rowShape: [4, 4], per: 61 }, // one chunk in a list
+    ] as const
+  ) {
+    const features = sizeOf(c.rowShape);
+    const values = c.kind === "u8"
+      ? Uint8Array.from({ length: rows * features }, () => rng.int(0, 255))
+      : rng.ints(rows, -1000, 1000);
+    for (const batch of [1, 7, 33]) {
+      const start = rng.int(0, rows - batch);
+      const perm = Uint32Array.from(rng.permutation(rows));
+      const label = `chunked gather ${c.kind} rows ${fmtDims(c.rowShape)}, ${c.per} per chunk, ` +
+        `batch ${batch} start ${start}`;
+      const out = await compute(() =>
+        gatherRows(
+          {
+            data: chunked(values, rows, features, c.per),
+            perChunk: c.per,
+            kind: c.kind,
+            rows,
+            rowShape: [...c.rowShape],
+          },
+          u32(perm, [rows]),
+          rngState(5, 0, start),
+          batch,
+        )
+      );
+      const shape = [batch, ...c.rowShape];
+      assertShape(out.shape, shape, label);
+      const expected = gatherRef(values, pickedRows(perm, start, batch), features);
+      if (c.kind === "u8") assertAffineBytes(out.data, expected, 1 / 255, 0, label, shape);
+      else assertEqualArrays(out.data, expected, label, shape);
+    }
+  }
+});
+
+Deno.test("gather: chunk lists that cannot hold the rows are refused before any GPU work", () => {
+  const bytes = new Uint8Array(40 * 3);
+  const perm = u32(new Uint32Array(40).map((_, i) => i), [40]);
+  const step = rngState(0);
+  const bad = [
+    { per: undefined, why: "no perChunk" },
+    { per: 10, why: "4 chunks of 10 rows for 40 rows with 5 chunks" },
+    { per: 9, why: "9 · 3 bytes do not end on a word" },
+  ];
+  for (const b of bad) {
+    const data = chunked(bytes, 40, 3, 8); // 5 chunks of 8
+    assertWgradError(
+      () =>
+        gatherRows({ data, perChunk: b.per, kind: "u8", rows: 40, rowShape: [3] }, perm, step, 4),
+      "value",
+      ["gatherRows", "chunks of", "40 rows of [3]"],
+      b.why,
+    );
+    for (const t of data) t.dispose();
+  }
+  // A chunk too short for its rows names the chunk.
+  const short = [u32(new Uint32Array(6), [6]), u32(new Uint32Array(2), [2])];
+  assertWgradError(
+    () =>
+      gatherRows({ data: short, perChunk: 8, kind: "u8", rows: 16, rowShape: [3] }, perm, step, 4),
+    "shape",
+    ["gatherRows", "fewer than 8 rows of [3]", "chunk 1 of 2"],
+    "a short chunk",
+  );
+  for (const t of short) t.dispose();
+  perm.dispose();
+  step.dispose();
+});
+
 Deno.test("gather: perm larger than the batch and rows not all used (a validation subset)", async () => {
   // perm holds 40 of 60 rows (indices 20…59, shuffled), as fit() does for a validation split.
   const rng = new Rng(8);

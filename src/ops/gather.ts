@@ -14,8 +14,14 @@ const GATHER = { name: "gather", code: gatherSrc };
 
 /** Where the rows come from. */
 export interface GatherSource {
-  /** The rows, back to back: bytes packed four per u32 word (`"u8"`), or 32-bit values. */
-  data: Tensor;
+  /**
+   * The rows, back to back: bytes packed four per u32 word (`"u8"`), or 32-bit values. A list
+   * holds the rows in chunks, for sets larger than one storage binding: chunk `c` holds rows
+   * `[c · perChunk, (c + 1) · perChunk)` (the last one the rest), each chunk starting at word 0.
+   */
+  data: Tensor | readonly Tensor[];
+  /** Rows per chunk when `data` is a list (a multiple of 4 for `"u8"` rows of an odd length). */
+  perChunk?: number;
   /** `"u8"`: bytes normalised to f32; otherwise the element type of `data`. */
   kind: "u8" | DType;
   /** Number of rows. */
@@ -44,7 +50,8 @@ export function gatherRows(
   batch: number,
   options: GatherOptions = {},
 ): Tensor {
-  checkInputs("gatherRows", [src.data, perm, step]);
+  const chunks: readonly Tensor[] = Array.isArray(src.data) ? src.data : [src.data as Tensor];
+  checkInputs("gatherRows", [...chunks, perm, step]);
   if (perm.dtype !== "u32" || step.dtype !== "u32") {
     throw new WgradError(
       "dtype",
@@ -52,32 +59,51 @@ export function gatherRows(
     );
   }
   const features = src.rowShape.reduce((a, b) => a * b, 1);
-  const words = src.kind === "u8" ? Math.ceil(src.rows * features / 4) : src.rows * features;
-  if (src.data.size < words) {
+  const perChunk = chunks.length > 1 ? src.perChunk ?? 0 : src.rows;
+  if (
+    chunks.length > 1 &&
+    (!Number.isInteger(perChunk) || perChunk < 1 || (chunks.length - 1) * perChunk >= src.rows ||
+      chunks.length * perChunk < src.rows ||
+      (src.kind === "u8" && (perChunk * features) % 4 !== 0))
+  ) {
     throw new WgradError(
-      "shape",
-      `gatherRows: ${src.data.describe()} holds fewer than ${src.rows} rows of ${
+      "value",
+      `gatherRows: ${chunks.length} chunks of ${src.perChunk} rows cannot hold ${src.rows} rows of ${
         fmtShape(src.rowShape)
       }`,
     );
   }
+  chunks.forEach((t, c) => {
+    const rows = Math.min(perChunk, src.rows - c * perChunk);
+    const words = src.kind === "u8" ? Math.ceil(rows * features / 4) : rows * features;
+    if (t.size < words) {
+      throw new WgradError(
+        "shape",
+        `gatherRows: ${t.describe()} holds fewer than ${rows} rows of ${fmtShape(src.rowShape)}${
+          chunks.length > 1 ? ` (chunk ${c} of ${chunks.length})` : ""
+        }`,
+      );
+    }
+  });
   if (!Number.isInteger(batch) || batch < 1 || batch > perm.size) {
     throw new WgradError(
       "value",
       `gatherRows: batch ${batch} must be an integer in [1, ${perm.size}]`,
     );
   }
-  if (src.kind !== "u8" && src.data.dtype !== src.kind) {
-    throw new WgradError(
-      "dtype",
-      `gatherRows: rows of kind ${src.kind} cannot be read from ${src.data.describe()}`,
-    );
-  }
-  if (src.kind === "u8" && src.data.dtype !== "u32") {
-    throw new WgradError(
-      "dtype",
-      `gatherRows: bytes must come packed in a u32 tensor, got ${src.data.describe()}`,
-    );
+  for (const t of chunks) {
+    if (src.kind !== "u8" && t.dtype !== src.kind) {
+      throw new WgradError(
+        "dtype",
+        `gatherRows: rows of kind ${src.kind} cannot be read from ${t.describe()}`,
+      );
+    }
+    if (src.kind === "u8" && t.dtype !== "u32") {
+      throw new WgradError(
+        "dtype",
+        `gatherRows: bytes must come packed in a u32 tensor, got ${t.describe()}`,
+      );
+    }
   }
   const outType: DType = src.kind === "u8" ? "f32" : src.kind;
   const out = makeTensor([batch, ...src.rowShape], outType);
@@ -88,23 +114,31 @@ export function gatherRows(
   const invocations = byWord ? n / (4 * wpi) : n;
   const { scale = 1 / 255, shift = 0 } = options;
   schedule((rt) => {
-    const label = `gather ${batch} rows of ${fmtShape(src.rowShape)} from ${src.data.describe()}`;
+    const from = chunks.length > 1
+      ? `${chunks.length} chunks (${chunks.map((t) => t.describe()).join(", ")})`
+      : chunks[0].describe();
+    const label = `gather ${batch} rows of ${fmtShape(src.rowShape)} from ${from}`;
     const s = rt.alloc(n * 4, label);
     out.setStorage(s);
     const g = grid(invocations, byWord ? 64 : 256);
-    const u = new Uint32Array([invocations, g.stride, features, src.rows, 0, 0, 0, 0]);
-    const f = new Float32Array(u.buffer);
-    f[4] = scale;
-    f[5] = shift;
-    rt.dispatch({
-      kernel: GATHER,
-      prefix: `alias T = ${outType};\n`,
-      ...(byWord ? { entry: "main_words", constants: { WPI: wpi } } : {
-        constants: { MODE: src.kind === "u8" ? 0 : 1 },
-      }),
-      bindings: [src.data.storage, perm.storage, step.storage, s, u],
-      workgroups: g.groups,
-      label,
+    // One dispatch per chunk, each writing the batch rows that lie in its chunk.
+    chunks.forEach((t, c) => {
+      const first = c * perChunk;
+      const u = new Uint32Array([invocations, g.stride, features, src.rows, 0, 0, first, 0]);
+      u[7] = Math.min(perChunk, src.rows - first);
+      const f = new Float32Array(u.buffer);
+      f[4] = scale;
+      f[5] = shift;
+      rt.dispatch({
+        kernel: GATHER,
+        prefix: `alias T = ${outType};\n`,
+        ...(byWord ? { entry: "main_words", constants: { WPI: wpi } } : {
+          constants: { MODE: src.kind === "u8" ? 0 : 1 },
+        }),
+        bindings: [t.storage, perm.storage, step.storage, s, u],
+        workgroups: g.groups,
+        label: chunks.length > 1 ? `${label}, chunk ${c}` : label,
+      });
     });
   });
   return out;

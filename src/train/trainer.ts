@@ -102,6 +102,57 @@ function flat(v: unknown): number[] {
   return out;
 }
 
+/**
+ * The largest chunk of a data set on the GPU: 128 MiB, the storage binding size every WebGPU
+ * adapter offers. A larger set is uploaded as several tensors and gathered chunk by chunk.
+ */
+const DATA_CHUNK_BYTES = 128 * 1024 * 1024;
+let dataChunkBytes = DATA_CHUNK_BYTES;
+
+/**
+ * @internal Caps the chunks data sets are uploaded in at `bytes` (null: back to 128 MiB), so that
+ * tests can run the chunked gather on small sets.
+ */
+export function setDataChunkBytes(bytes: number | null): void {
+  dataChunkBytes = bytes ?? DATA_CHUNK_BYTES;
+}
+
+/**
+ * Uploads `rows` rows of `rowValues` values each, in as many chunks as the chunk size needs
+ * (bytes are packed four per u32 word, and a chunk of bytes starts on a word).
+ */
+function uploadRows(
+  values: Uint8Array | Float32Array | Int32Array,
+  rows: number,
+  rowValues: number,
+  tensorShape: (n: number) => number[] | null,
+  owned: Tensor[],
+): Pick<GatherSource, "data" | "perChunk"> {
+  const bytesPerValue = values instanceof Uint8Array ? 1 : 4;
+  const rowBytes = Math.max(1, rowValues * bytesPerValue);
+  let perChunk = Math.max(1, Math.floor(dataChunkBytes / rowBytes));
+  if (values instanceof Uint8Array && rowValues % 4 !== 0) {
+    perChunk = Math.max(4, perChunk - perChunk % 4);
+  }
+  const chunks: Tensor[] = [];
+  for (let first = 0; first === 0 || first < rows; first += perChunk) {
+    const n = Math.min(perChunk, rows - first);
+    const part = values.subarray(first * rowValues, (first + n) * rowValues);
+    let t: Tensor;
+    if (part instanceof Uint8Array) {
+      const words = new Uint32Array(Math.ceil(part.length / 4));
+      new Uint8Array(words.buffer).set(part);
+      t = tensor(words);
+    } else {
+      const shape = tensorShape(n);
+      t = shape ? tensor(part, shape) : tensor(part);
+    }
+    owned.push(t);
+    chunks.push(t);
+  }
+  return chunks.length === 1 ? { data: chunks[0] } : { data: chunks, perChunk };
+}
+
 /** Puts inputs on the GPU as a gather source (bytes stay bytes: four per word). */
 function inputSource(model: AnyModel, x: InputData, what: string, owned: Tensor[]): GatherSource {
   const rowShape = [...model.inputShape];
@@ -168,16 +219,9 @@ function inputSource(model: AnyModel, x: InputData, what: string, owned: Tensor[
       }
     }
   }
-  if (data instanceof Uint8Array) {
-    const words = new Uint32Array(Math.ceil(data.length / 4));
-    new Uint8Array(words.buffer).set(data);
-    const t = tensor(words);
-    owned.push(t);
-    return { data: t, kind: "u8", rows, rowShape };
-  }
-  const t = tensor(data, [rows, ...rowShape]);
-  owned.push(t);
-  return { data: t, kind: "f32", rows, rowShape };
+  const kind = data instanceof Uint8Array ? "u8" : "f32";
+  const up = uploadRows(data, rows, rowSize, (n) => [n, ...rowShape], owned);
+  return { ...up, kind, rows, rowShape };
 }
 
 /** Puts targets on the GPU: sparse labels as i32 [N], dense targets as f32 [N, ...]. */
@@ -229,9 +273,7 @@ function targetSource(
       }
       labels[i] = v;
     }
-    const t = tensor(labels);
-    owned.push(t);
-    return { data: t, kind: "i32", rows, rowShape: [] };
+    return { ...uploadRows(labels, rows, 1, () => null, owned), kind: "i32", rows, rowShape: [] };
   }
   const per = values.length / rows;
   if (!Number.isInteger(per) || per !== out.reduce((a, b) => a * b, 1)) {
@@ -242,14 +284,13 @@ function targetSource(
       })`,
     );
   }
-  const t = tensor(Float32Array.from(values), [rows, ...out]);
-  owned.push(t);
-  return { data: t, kind: "f32", rows, rowShape: [...out] };
+  const up = uploadRows(Float32Array.from(values), rows, per, (n) => [n, ...out], owned);
+  return { ...up, kind: "f32", rows, rowShape: [...out] };
 }
 
 async function checkTensorLabels(src: GatherSource, classes: number, what: string): Promise<void> {
-  if (src.kind !== "i32") return;
-  const labels = await src.data.data() as Int32Array;
+  if (src.kind !== "i32" || Array.isArray(src.data)) return; // (chunks: labels checked on upload)
+  const labels = await (src.data as Tensor).data() as Int32Array;
   for (let i = 0; i < src.rows; i++) {
     if (labels[i] < 0 || labels[i] >= classes) {
       throw new WgradError(
@@ -594,7 +635,7 @@ function toDevice(
   try {
     const xs = inputSource(model, x, what, owned);
     const ys = y === null
-      ? { data: xs.data, kind: "i32" as const, rows: xs.rows, rowShape: [] }
+      ? { data: xs.data, perChunk: xs.perChunk, kind: "i32" as const, rows: xs.rows, rowShape: [] }
       : targetSource(model, y, xs.rows, c.loss, what, owned);
     return { x: xs, y: ys, rows: xs.rows, owned, scale, shift };
   } catch (e) {
