@@ -1,15 +1,13 @@
-// 2-D convolution (NHWC) as an implicit GEMM, forward and input gradient, with a fused epilogue.
+// The input gradient of a strided 2-D convolution (NHWC) as an implicit GEMM. (The forward pass
+// and stride-1 input gradients take the direct kernel of conv2d_strip.wgsl.)
 //
 // The product is Y[m, o] = Σ_{t, c} A[m, (t, c)] · B[(t, c), o] + bias[o], where m runs over the
 // output grid (n, u, v) (M rows), t = (ky, kx) over the taps of the kernel and c over the inner
 // channels. A is never materialised: row m at tap t is one pixel of the source tensor (its `ci`
 // channels are contiguous), or zeros where the tap falls into the padding.
 //
-// MODE 0, forward:  source x [N, H, W, Cin], output y [N, Ho, Wo, Cout]; ci = Cin, co = Cout.
-//   The source pixel of (u, v) at (ky, kx) is (u·sh + ky·dh − pt, v·sw + kx·dw − pl).
-//   B[(t, c), o] = w[t, c, o]: rows of w, read 4 consecutive o at a time.
-// MODE 1, input gradient (a transposed convolution): source dy [N, Ho, Wo, Cout], output
-//   dx [N, H, W, Cin]; ci = Cout, co = Cin. Input pixel (u, v) received, in the forward pass, from
+// A transposed convolution: source dy [N, Ho, Wo, Cout], output dx [N, H, W, Cin];
+//   ci = Cout, co = Cin. Input pixel (u, v) received, in the forward pass, from
 //   output pixel ((u + pt − ky·dh)/sh, (v + pl − kx·dw)/sw) when both divisions are exact and in
 //   range. B[(t, c), o] = w[t, o, c]: read 4 consecutive c at a time (transposed in place).
 //
@@ -33,20 +31,18 @@
 //   fn mac(acc: Acc, a: ARows, b: BTile) -> Acc       acc[r, j] += a[r] · B[:, j] (ROWS·C4·16 fma)
 //   fn acc_array(acc: Acc) -> array<vec4<f32>, ROWS * C4>
 //   const VEC_A: bool                        A loads are 4-aligned (ci % 4 == 0)
-//   const VEC_B: bool                        B loads are 4-aligned (co % 4 == 0 in MODE 0,
-//                                            ci % 4 == 0 in MODE 1)
+//   const VEC_B: bool                        B loads are 4-aligned (ci % 4 == 0)
 //   fn ld_a(i: u32, last: u32) -> vec4<f32>  elements i..i+3 of the source (binding 0)
 //   fn ld_b(i: u32, last: u32) -> vec4<f32>  elements i..i+3 of w (binding 1)
 //   fn st_y(i: u32, v: vec4<f32>, count: u32) stores the first `count` lanes at i (binding 2)
 //   fn st_z(i: u32, v: vec4<f32>, count: u32) the same for the pre-activation (binding 5, or empty)
 // ACT selects the epilogue's activation with the formulas of matmul.wgsl:
 //   0 linear  1 relu  2 sigmoid  3 tanh  4 elu  5 leaky relu  6 gelu (erf)  7 gelu (tanh form)
-override MODE: u32 = 0u;
 override C_TAIL: bool = false;
 override ACT: u32 = 0u;
 
 struct Params {
-  // Output grid (MODE 0: Ho, Wo; MODE 1: H, W) and source grid (MODE 0: H, W; MODE 1: Ho, Wo).
+  // Output grid (H, W) and source grid (Ho, Wo).
   out_h: u32,
   out_w: u32,
   src_h: u32,
@@ -81,23 +77,16 @@ fn bias_at(o: u32) -> f32 {
 
 // Activations: shaders/activation_vec4.wgsl (prepended), `activate(v)`.
 
-// The offset of the source pixel that row (n, u, v) reads at tap (ky, kx), or -1 in the padding
-// (or, in MODE 1, where no output pixel reached this input pixel through this tap).
+// The offset of the source pixel that row (n, u, v) reads at tap (ky, kx), or -1 where no output
+// pixel reached this input pixel through this tap (or it lies in the padding).
 fn source_pixel(n: u32, u: u32, v: u32, ky: u32, kx: u32) -> i32 {
-  var sy: i32;
-  var sx: i32;
-  if (MODE == 0u) {
-    sy = i32(u * p.sh + ky * p.dh) - i32(p.pt);
-    sx = i32(v * p.sw + kx * p.dw) - i32(p.pl);
-  } else {
-    let ty = i32(u + p.pt) - i32(ky * p.dh);
-    let tx = i32(v + p.pl) - i32(kx * p.dw);
-    if (ty < 0 || tx < 0 || u32(ty) % p.sh != 0u || u32(tx) % p.sw != 0u) {
-      return -1;
-    }
-    sy = ty / i32(p.sh);
-    sx = tx / i32(p.sw);
+  let ty = i32(u + p.pt) - i32(ky * p.dh);
+  let tx = i32(v + p.pl) - i32(kx * p.dw);
+  if (ty < 0 || tx < 0 || u32(ty) % p.sh != 0u || u32(tx) % p.sw != 0u) {
+    return -1;
   }
+  let sy = ty / i32(p.sh);
+  let sx = tx / i32(p.sw);
   if (sy < 0 || sx < 0 || sy >= i32(p.src_h) || sx >= i32(p.src_w)) {
     return -1;
   }
@@ -133,22 +122,6 @@ struct Quad {
 fn b_group(t: u32, c: u32, o0: u32) -> Quad {
   let ci = p.ci;
   let co = p.co;
-  if (MODE == 0u) {
-    // Rows (t, c..c+3) of w [taps, ci, co], 4 consecutive output channels each.
-    let q = select(min(o0, co - 1u), min(o0, co - 4u), VEC_B);
-    let k0 = t * ci + c;
-    let e = t * ci + ci - 1u;
-    let s0 = k0 * co;
-    let s1 = min(k0 + 1u, e) * co;
-    let s2 = min(k0 + 2u, e) * co;
-    let s3 = min(k0 + 3u, e) * co;
-    return Quad(
-      ld_b(s0 + q, s0 + co - 1u),
-      ld_b(s1 + q, s1 + co - 1u),
-      ld_b(s2 + q, s2 + co - 1u),
-      ld_b(s3 + q, s3 + co - 1u),
-    );
-  }
   // w [taps, co, ci] read transposed: 4 consecutive inner channels of each output channel.
   let s0 = (t * co + min(o0, co - 1u)) * ci;
   let s1 = (t * co + min(o0 + 1u, co - 1u)) * ci;

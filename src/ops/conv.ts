@@ -847,7 +847,8 @@ function convGemm(c: ConvLaunch): { y: Tensor<"f32">; z: Tensor<"f32"> | null } 
       return;
     }
     const vecA = ci % 4 === 0;
-    const vecB = (mode as number) === 0 ? co % 4 === 0 : ci % 4 === 0;
+    // A strided input gradient: the implicit GEMM of conv2d.wgsl, w read transposed.
+    const vecB = ci % 4 === 0;
     const vecY = co % 4 === 0;
     const prefix = convBlockCode(rows, c4) + `const VEC_A = ${vecA};\nconst VEC_B = ${vecB};\n` +
       loader("ld_a", "src", 0, vecA) + loader("ld_b", "wt", 1, vecB) +
@@ -881,7 +882,7 @@ function convGemm(c: ConvLaunch): { y: Tensor<"f32">; z: Tensor<"f32"> | null } 
     rt.dispatch({
       kernel: CONV,
       prefix,
-      constants: { MODE: mode, C_TAIL: ci % 4 === 0 ? 0 : 1, ACT: ACTIVATIONS[c.act] },
+      constants: { C_TAIL: ci % 4 === 0 ? 0 : 1, ACT: ACTIVATIONS[c.act] },
       bindings,
       workgroups: gr.groups,
       label: c.label,
