@@ -166,6 +166,54 @@ Deno.test("checkpoint: a NaN loss restores the weights of the epoch's start, the
   }
 });
 
+Deno.test("checkpoint: a NaN loss also restores the optimizer's moments and steps, the moving statistics and the dropout stream", async () => {
+  const { x, y } = makeData(40, 3);
+  const build = () =>
+    nn.sequential([
+      nn.dense(6, { activation: "relu" }),
+      nn.batchNorm(),
+      nn.dropout(0.3),
+      nn.dense(CLASSES),
+    ], { inputShape: [FEATURES], seed: 5 });
+  const a = build(), b = build();
+  const optA = optim.adam({ learningRate: 0.01 }), optB = optim.adam({ learningRate: 0.01 });
+  const fo = { epochs: 1, batchSize: 4, seed: 1, verbose: 0 as const };
+  try {
+    compile(a, optA);
+    compile(b, optB);
+    await a.fit(x, y, fo);
+    await b.fit(x, y, fo);
+    const weights = await a.getWeights(); // with the moving mean and variance
+    const state = await optA.getState();
+    optA.learningRate = 1e30;
+    await assertRejectsWgrad(
+      () => a.fit(x, y, fo),
+      "value",
+      ["epoch 1", "restored", "optimizer's state", "moving statistics"],
+      "Adam at learning rate 1e30",
+    );
+    assertBitwise(await a.getWeights(), weights, "weights and moving statistics after the NaN");
+    const after = await optA.getState();
+    assert(
+      after.iterations === state.iterations,
+      `iterations ${after.iterations} after the NaN, ${state.iterations} before`,
+    );
+    for (const name of optA.slotNames) {
+      assertBitwise(after.slots[name], state.slots[name], `Adam's ${name} after the NaN`);
+    }
+    // Training goes on as if the failed epoch had not run (dropout masks included).
+    optA.learningRate = 0.01;
+    await a.fit(x, y, fo);
+    await b.fit(x, y, fo);
+    assertBitwise(await a.getWeights(), await b.getWeights(), "the epoch after the NaN");
+  } finally {
+    a.dispose();
+    b.dispose();
+    optA.dispose();
+    optB.dispose();
+  }
+});
+
 // ---------------------------------------------------------------------------------------------
 // modelCheckpoint
 

@@ -519,6 +519,24 @@ export abstract class Optimizer {
     return this.#built(`${this.name}.stepSpecs`).specs;
   }
 
+  /**
+   * @internal The GPU regions a step changes besides the parameters: the step counters and every
+   * slot (not the hyperparameters, which follow the CPU's settings). Empty before the build.
+   * `fit` keeps a copy of them to put back with the weights when the loss becomes NaN.
+   */
+  stateRegions(): { storage: Storage; byteOffset: number; byteLength: number }[] {
+    const gpu = this.#gpu;
+    if (!gpu) return [];
+    return [
+      { storage: gpu.ctl, byteOffset: gpu.counters * 4, byteLength: gpu.ninv * 4 },
+      ...[...gpu.slots.values()].map((s) => ({
+        storage: s,
+        byteOffset: 0,
+        byteLength: s.byteLength,
+      })),
+    ];
+  }
+
   /** Counts `n` steps replayed from {@linkcode stepSpecs} (the GPU counts them itself). */
   advance(n = 1): void {
     if (!Number.isInteger(n) || n < 0) {

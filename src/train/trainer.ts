@@ -769,11 +769,25 @@ export async function fitModel(
       saveWeights: (path) => model.saveWeights(path),
     };
     const callbacks = options.callbacks ?? [];
-    // The weights at the start of the epoch, put back when the loss becomes NaN: one GPU copy of
-    // the parameter arena per epoch.
+    // The training state at the start of the epoch, put back when the loss becomes NaN: the
+    // parameter arena, the optimizer's step counters and slots (moments, velocities), and the
+    // weights a training step changes outside the arena (batch norm's moving statistics), one GPU
+    // copy of each per epoch.
     const arena = c.arena!;
-    const arenaBytes = arena.paddedSize * 4;
-    const backup = terminateOnNaN ? rt.alloc(arenaBytes, "fit: weights at epoch start") : null;
+    type Region = { storage: Storage; byteOffset: number; byteLength: number };
+    const whole = (s: Storage): Region => ({ storage: s, byteOffset: 0, byteLength: s.byteLength });
+    const kept: Region[] = [whole(arena.paramRegion)];
+    const opt = c.optimizer as OptimizerLike & { stateRegions?: () => Region[] };
+    kept.push(...(opt.stateRegions?.() ?? []));
+    for (const e of model.weightEntries) {
+      if (!e.trainable && e.layer.trainable && !arenaOwned.has(e.tensor)) {
+        kept.push(whole(e.tensor.storage));
+      }
+    }
+    const backup = terminateOnNaN
+      ? kept.map((r) => ({ r, copy: rt.alloc(r.byteLength, "fit: training state at epoch start") }))
+      : null;
+    let stepAtEpochStart = c.globalStep;
     // Ctrl-C: the current step finishes, checkpoint callbacks save, and fit throws
     // Deno.errors.Interrupted; a second Ctrl-C exits at once.
     const sigint = { hit: false };
@@ -812,7 +826,12 @@ export async function fitModel(
         const bar = new ProgressBar(steps, verbose);
         rt.write(perm.storage, shuffled(nTrain, 0, shuffleGen(epoch)), "fit: permutation");
         rt.write(acc.storage, zero4, "fit: accumulators");
-        if (backup) rt.copy(arena.paramRegion, backup, arenaBytes, "fit: keep weights");
+        if (backup) {
+          for (const { r, copy } of backup) {
+            rt.copy(r.storage, copy, r.byteLength, "fit: keep training state", r.byteOffset, 0);
+          }
+          stepAtEpochStart = c.globalStep;
+        }
         let readEvery = 8;
         const pending: { done: number; promise: Promise<ArrayBuffer> }[] = [];
         let latest: Record<string, number> = {};
@@ -822,15 +841,20 @@ export async function fitModel(
             const a = new Float32Array(await p.promise);
             if (backup && !Number.isFinite(a[0])) {
               pending.length = 0;
-              rt.copy(backup, arena.paramRegion, arenaBytes, "fit: restore weights");
+              for (const { r, copy } of backup) {
+                const label = "fit: restore training state";
+                rt.copy(copy, r.storage, r.byteLength, label, 0, r.byteOffset);
+              }
+              c.globalStep = stepAtEpochStart;
               await rt.flush();
               throw new WgradError(
                 "value",
                 `${where}: the loss became ${a[0]} in epoch ${
                   epoch + 1
                 }, by step ${p.done} of ${steps}; ` +
-                  "training stopped and the weights were restored to those at the start of the " +
-                  "epoch (lower the learning rate, check the inputs for NaN, or clip gradients)",
+                  "training stopped and the weights, the optimizer's state and the moving " +
+                  "statistics were restored to those at the start of the epoch (lower the " +
+                  "learning rate, check the inputs for NaN, or clip gradients)",
               );
             }
             latest = logsFrom(a, c);
@@ -888,7 +912,7 @@ export async function fitModel(
       } finally {
         planFull.dispose();
         planLast?.dispose();
-        backup?.release();
+        for (const b of backup ?? []) b.copy.release();
       }
     }
     return history;
