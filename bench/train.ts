@@ -185,7 +185,11 @@ export async function measureWgrad(
   };
 }
 
-/** Times each command of the model's compiled training step alone (see Runtime.profile). */
+/**
+ * Times each command of the model's compiled training step: its GPU time from timestamp queries
+ * where the device has them (Runtime.profileTimestamps), and its wall time replayed alone, fixed
+ * costs included (Runtime.profile).
+ */
 async function profile(
   model: nn.Model,
   split: { x: Uint8Array; y: Uint8Array | Float32Array },
@@ -197,10 +201,14 @@ async function profile(
   const stop = rt.observePlans((p) => {
     if (p.label.startsWith("train step")) plan = p;
   });
-  let report: Awaited<ReturnType<typeof rt.profile>> | null = null;
+  type Report = Awaited<ReturnType<typeof rt.profile>>;
+  let alone: Report | null = null;
+  let stamped: Report | null = null;
   const probe = {
     onTrainEnd: async () => {
-      if (plan) report = await rt.profile(plan);
+      if (!plan) return;
+      stamped = await rt.profileTimestamps(plan);
+      alone = await rt.profile(plan);
     },
   };
   const one = {
@@ -209,16 +217,23 @@ async function profile(
   };
   await model.fit(one, { epochs: 1, batchSize: batch, verbose: 0, callbacks: [probe] });
   stop();
-  if (!report) return;
-  const r = report as Awaited<ReturnType<typeof rt.profile>>;
-  const sum = r.commands.reduce((a, c) => a + c.us, 0);
+  if (!alone) return;
+  const a = alone as Report;
+  const t = stamped as Report | null;
+  const sum = (r: Report) => r.commands.reduce((s, c) => s + c.us, 0);
   console.log(
-    `\n${title}: ${r.total.toFixed(0)} µs per step replayed alone on the GPU ` +
-      `(${r.commands.length} commands; each alone below, sum ${sum.toFixed(0)} µs)`,
+    `\n${title}: ${a.commands.length} commands; ` +
+      (t
+        ? `GPU time (timestamp queries, median of 15 replays) ${sum(t).toFixed(0)} µs in ` +
+          `commands, ${t.total.toFixed(0)} µs from the first to the last; `
+        : "no timestamp queries on this device; ") +
+      `wall time replayed alone ${a.total.toFixed(0)} µs per step`,
   );
-  for (const c of r.commands) {
-    console.log(`${c.us.toFixed(0).padStart(8)} µs  ${c.label.slice(0, 110)}`);
-  }
+  console.log(`${t ? "     GPU µs" : ""}   alone µs  command`);
+  a.commands.forEach((c, i) => {
+    const g = t ? t.commands[i].us.toFixed(0).padStart(11) : "";
+    console.log(`${g}${c.us.toFixed(0).padStart(11)}  ${c.label.slice(0, 100)}`);
+  });
 }
 
 if (import.meta.main) {

@@ -7,9 +7,13 @@
  */
 import {
   add,
+  clone,
   flush,
   gpuInfo,
+  matmul,
   memoryInfo,
+  randomNormal,
+  relu,
   type Tensor,
   tensor,
   WgradError,
@@ -560,4 +564,48 @@ Deno.test("device loss: gpu-lost errors instead of hangs, then resetGpu() recove
     );
     assertFailed(r.oldTensorData, "gpu-lost", ["earlier GPU device"], "data() of an old tensor");
   });
+});
+
+Deno.test("profileTimestamps: the GPU time of each command of a plan from timestamp queries", async () => {
+  const rt = await ready();
+  const a = randomNormal([256, 256], { seed: 1 });
+  const b = randomNormal([256, 256], { seed: 2 });
+  const small = randomNormal([8], { seed: 3 });
+  await flush();
+  const kept: Tensor[] = [];
+  // A 256³ product (33 MFLOP), a copy and an 8-element op: one plan of three commands.
+  const plan = rt.capture("profile probe", () => {
+    const y = matmul(a, b);
+    kept.push(y, clone(y), relu(small));
+  });
+  try {
+    const r = await rt.profileTimestamps(plan, 5);
+    if (!rt.device.features.has("timestamp-query")) {
+      if (r !== null) throw new Error("a device without timestamp-query must give null");
+      return;
+    }
+    if (!r) throw new Error("a device with timestamp-query must give times");
+    const labels = plan.commands.map((c) => c.label);
+    if (!plan.commands.some((c) => c.kind === "copy")) {
+      throw new Error(`the probe has no copy to time between passes: ${labels.join("; ")}`);
+    }
+    if (r.commands.length !== labels.length) {
+      throw new Error(`${r.commands.length} times for ${labels.length} commands`);
+    }
+    r.commands.forEach((c, i) => {
+      if (c.label !== labels[i] || !(c.us >= 0 && Number.isFinite(c.us))) {
+        throw new Error(`command ${i} "${c.label}": ${c.us} µs`);
+      }
+    });
+    const mm = r.commands.find((c) => c.label.includes("matmul"))!;
+    const tiny = r.commands.find((c) => c.label.includes("relu"))!;
+    if (!(mm.us > tiny.us)) {
+      throw new Error(`the 256³ product (${mm.us} µs) is not slower than 8 relus (${tiny.us} µs)`);
+    }
+    if (!(r.total >= mm.us)) throw new Error(`total ${r.total} µs < the product's ${mm.us} µs`);
+  } finally {
+    for (const t of kept) t.dispose();
+    plan.dispose();
+    for (const t of [a, b, small]) t.dispose();
+  }
 });

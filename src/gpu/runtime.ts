@@ -758,6 +758,85 @@ export class Runtime {
     return { total, commands };
   }
 
+  /**
+   * @internal GPU time of each command of a live plan from the device's timestamp queries (null
+   * when the device lacks `timestamp-query`): the plan is replayed `reps` times, one submit each,
+   * with every dispatch in a compute pass of its own whose beginning and end are stamped (a copy
+   * or clear is timed from the end of an empty pass before it to the beginning of one after it).
+   * Per command the median over the replays, in microseconds; `total` is the median of the time
+   * from the first stamp to the last, which includes the gaps between passes. The plan's buffers
+   * are overwritten with whatever the commands compute.
+   */
+  async profileTimestamps(
+    plan: Plan,
+    reps = 15,
+  ): Promise<{ total: number; commands: { label: string; us: number }[] } | null> {
+    if (!this.device.features.has("timestamp-query")) return null;
+    this.flush();
+    await this.settle();
+    const cmds = plan.commands;
+    const n = cmds.length;
+    const querySet = this.device.createQuerySet({ type: "timestamp", count: 2 * n });
+    const resolve = this.device.createBuffer({
+      size: 16 * n,
+      usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC,
+    });
+    const staging = this.device.createBuffer({
+      size: 16 * n,
+      usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
+    });
+    const perCommand: number[][] = cmds.map(() => []);
+    const totals: number[] = [];
+    try {
+      for (let r = 0; r < reps + 1; r++) {
+        const enc = this.device.createCommandEncoder({ label: "wgrad profile" });
+        cmds.forEach((c, i) => {
+          if (c.kind === "dispatch") {
+            const pass = enc.beginComputePass({
+              timestampWrites: {
+                querySet,
+                beginningOfPassWriteIndex: 2 * i,
+                endOfPassWriteIndex: 2 * i + 1,
+              },
+            });
+            pass.setPipeline(c.pipeline);
+            pass.setBindGroup(0, c.bindGroup);
+            pass.dispatchWorkgroups(c.x, c.y, c.z);
+            pass.end();
+            return;
+          }
+          enc.beginComputePass({ timestampWrites: { querySet, endOfPassWriteIndex: 2 * i } })
+            .end();
+          if (c.kind === "copy") {
+            enc.copyBufferToBuffer(c.src, c.srcOffset, c.dst, c.dstOffset, c.bytes);
+          } else enc.clearBuffer(c.buf, c.offset, c.bytes);
+          enc.beginComputePass({
+            timestampWrites: { querySet, beginningOfPassWriteIndex: 2 * i + 1 },
+          })
+            .end();
+        });
+        enc.resolveQuerySet(querySet, 0, 2 * n, resolve, 0);
+        enc.copyBufferToBuffer(resolve, 0, staging, 0, 16 * n);
+        this.device.queue.submit([enc.finish()]);
+        await staging.mapAsync(GPUMapMode.READ);
+        const t = new BigUint64Array(staging.getMappedRange().slice(0));
+        staging.unmap();
+        if (r === 0) continue; // the first replay warms the caches
+        for (let i = 0; i < n; i++) perCommand[i].push(Number(t[2 * i + 1] - t[2 * i]) / 1000);
+        totals.push(Number(t[2 * n - 1] - t[0]) / 1000);
+      }
+    } finally {
+      querySet.destroy();
+      resolve.destroy();
+      staging.destroy();
+    }
+    const median = (v: number[]) => v.sort((a, b) => a - b)[Math.floor(v.length / 2)];
+    return {
+      total: median(totals),
+      commands: cmds.map((c, i) => ({ label: c.label, us: median(perCommand[i]) })),
+    };
+  }
+
   /** Whether a capture is in progress. */
   get capturing(): boolean {
     return this.#capture !== null;
