@@ -88,11 +88,11 @@ function compareRuns(a: Run, b: Run, label: string): void {
 Deno.test("fit/evaluate/predict: byte images in chunks train exactly as one upload", async () => {
   const rng = new Rng(21);
   const n = 150;
-  // Rows of 7 × 3 bytes: not a whole number of words, so chunks hold a multiple of 4 rows.
+  // Rows of 7 × 3 bytes: not a whole number of words (each chunk is packed from its word 0).
   const x = Uint8Array.from({ length: n * 21 }, () => rng.int(0, 255));
   const y = Uint8Array.from({ length: n }, () => rng.int(0, 4));
   const whole = await run(x, y, [7, 3], false, null);
-  // 200 bytes: 8 rows of 21 bytes per chunk (19 chunks); labels 50 per chunk (3 chunks).
+  // 200 bytes: 9 rows of 21 bytes per chunk (17 chunks); labels 50 per chunk (3 chunks).
   const parts = await run(x, y, [7, 3], false, 200);
   compareRuns(parts, whole, "bytes [7, 3] in 200-byte chunks");
   // Rows of 4 × 4 bytes (whole words): 12 rows per chunk.

@@ -364,7 +364,7 @@ Deno.test("gather: rows in chunks (bytes by word and by byte, i32) equal the who
   for (
     const c of [
       { kind: "u8", rowShape: [2, 4], per: 16 }, // main_words, 4 chunks, the last one short
-      { kind: "u8", rowShape: [3], per: 8 }, // MODE 0: chunks start on a word (8 · 3 bytes)
+      { kind: "u8", rowShape: [3], per: 7 }, // MODE 0: 7 · 3 bytes, each chunk from its word 0
       { kind: "i32", rowShape: [], per: 20 }, // MODE 1, labels
       { kind: "u8", rowShape: [4, 4], per: 61 }, // one chunk in a list
     ] as const
@@ -408,7 +408,7 @@ Deno.test("gather: chunk lists that cannot hold the rows are refused before any 
   const bad = [
     { per: undefined, why: "no perChunk" },
     { per: 10, why: "4 chunks of 10 rows for 40 rows with 5 chunks" },
-    { per: 9, why: "9 · 3 bytes do not end on a word" },
+    { per: 7, why: "5 chunks of 7 rows hold 35 of the 40 rows" },
   ];
   for (const b of bad) {
     const data = chunked(bytes, 40, 3, 8); // 5 chunks of 8
@@ -416,7 +416,7 @@ Deno.test("gather: chunk lists that cannot hold the rows are refused before any 
       () =>
         gatherRows({ data, perChunk: b.per, kind: "u8", rows: 40, rowShape: [3] }, perm, step, 4),
       "value",
-      ["gatherRows", "chunks of", "40 rows of [3]"],
+      ["gatherRows", "5 chunks", "cannot hold 40 rows of [3]"],
       b.why,
     );
     for (const t of data) t.dispose();

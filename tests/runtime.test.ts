@@ -609,3 +609,38 @@ Deno.test("profileTimestamps: the GPU time of each command of a plan from timest
     for (const t of [a, b, small]) t.dispose();
   }
 });
+
+Deno.test("profileTimestamps: an empty plan, and a plan of more commands than one query set holds", async () => {
+  const rt = await ready();
+  if (!rt.device.features.has("timestamp-query")) return;
+  const empty = rt.capture("empty probe", () => {});
+  try {
+    const r = await rt.profileTimestamps(empty, 1);
+    if (!r || r.total !== 0 || r.commands.length !== 0) {
+      throw new Error(`empty plan: ${JSON.stringify(r)}`);
+    }
+  } finally {
+    empty.dispose();
+  }
+  // 2,100 dispatches: 4,200 stamps, more than the 4,096 of one query set.
+  const x = randomNormal([16], { seed: 4 });
+  await flush();
+  const kept: Tensor[] = [];
+  const plan = rt.capture("long probe", () => {
+    for (let i = 0; i < 2100; i++) kept.push(relu(x));
+  });
+  try {
+    const r = await rt.profileTimestamps(plan, 1);
+    if (!r || r.commands.length !== 2100) throw new Error(`${r?.commands.length} times`);
+    const bad = r.commands.findIndex((c) => !(c.us >= 0 && Number.isFinite(c.us)));
+    if (bad >= 0) throw new Error(`command ${bad}: ${r.commands[bad].us} µs`);
+    // Stamps from both query sets are real: the second set's commands take time too.
+    const late = r.commands.slice(2048).reduce((a, c) => a + c.us, 0);
+    if (!(late > 0)) throw new Error(`commands 2048… sum to ${late} µs`);
+    await flush(); // no GPU error was left behind
+  } finally {
+    for (const t of kept) t.dispose();
+    plan.dispose();
+    x.dispose();
+  }
+});

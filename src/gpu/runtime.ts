@@ -764,8 +764,10 @@ export class Runtime {
    * with every dispatch in a compute pass of its own whose beginning and end are stamped (a copy
    * or clear is timed from the end of an empty pass before it to the beginning of one after it).
    * Per command the median over the replays, in microseconds; `total` is the median of the time
-   * from the first stamp to the last, which includes the gaps between passes. The plan's buffers
-   * are overwritten with whatever the commands compute.
+   * from the first stamp to the last, which includes the gaps between passes. Stamps are read as
+   * nanoseconds, as WebGPU defines them (llvmpipe's are; an implementation that resolved raw ticks
+   * of another period would scale every figure by it). The plan's buffers are overwritten with
+   * whatever the commands compute.
    */
   async profileTimestamps(
     plan: Plan,
@@ -776,7 +778,17 @@ export class Runtime {
     await this.settle();
     const cmds = plan.commands;
     const n = cmds.length;
-    const querySet = this.device.createQuerySet({ type: "timestamp", count: 2 * n });
+    if (n === 0) return { total: 0, commands: [] };
+    // A query set holds at most 4,096 stamps: 2,048 commands each.
+    const PER_SET = 2048;
+    const sets = Array.from(
+      { length: Math.ceil(n / PER_SET) },
+      (_, k) =>
+        this.device.createQuerySet({
+          type: "timestamp",
+          count: 2 * Math.min(PER_SET, n - k * PER_SET),
+        }),
+    );
     const resolve = this.device.createBuffer({
       size: 16 * n,
       usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC,
@@ -791,12 +803,14 @@ export class Runtime {
       for (let r = 0; r < reps + 1; r++) {
         const enc = this.device.createCommandEncoder({ label: "wgrad profile" });
         cmds.forEach((c, i) => {
+          const querySet = sets[Math.floor(i / PER_SET)];
+          const q = 2 * (i % PER_SET);
           if (c.kind === "dispatch") {
             const pass = enc.beginComputePass({
               timestampWrites: {
                 querySet,
-                beginningOfPassWriteIndex: 2 * i,
-                endOfPassWriteIndex: 2 * i + 1,
+                beginningOfPassWriteIndex: q,
+                endOfPassWriteIndex: q + 1,
               },
             });
             pass.setPipeline(c.pipeline);
@@ -805,17 +819,17 @@ export class Runtime {
             pass.end();
             return;
           }
-          enc.beginComputePass({ timestampWrites: { querySet, endOfPassWriteIndex: 2 * i } })
-            .end();
+          enc.beginComputePass({ timestampWrites: { querySet, endOfPassWriteIndex: q } }).end();
           if (c.kind === "copy") {
             enc.copyBufferToBuffer(c.src, c.srcOffset, c.dst, c.dstOffset, c.bytes);
           } else enc.clearBuffer(c.buf, c.offset, c.bytes);
-          enc.beginComputePass({
-            timestampWrites: { querySet, beginningOfPassWriteIndex: 2 * i + 1 },
-          })
+          enc.beginComputePass({ timestampWrites: { querySet, beginningOfPassWriteIndex: q + 1 } })
             .end();
         });
-        enc.resolveQuerySet(querySet, 0, 2 * n, resolve, 0);
+        sets.forEach((set, k) => {
+          const count = 2 * Math.min(PER_SET, n - k * PER_SET);
+          enc.resolveQuerySet(set, 0, count, resolve, 16 * PER_SET * k);
+        });
         enc.copyBufferToBuffer(resolve, 0, staging, 0, 16 * n);
         this.device.queue.submit([enc.finish()]);
         await staging.mapAsync(GPUMapMode.READ);
@@ -826,7 +840,7 @@ export class Runtime {
         totals.push(Number(t[2 * n - 1] - t[0]) / 1000);
       }
     } finally {
-      querySet.destroy();
+      for (const set of sets) set.destroy();
       resolve.destroy();
       staging.destroy();
     }

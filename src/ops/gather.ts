@@ -20,7 +20,7 @@ export interface GatherSource {
    * `[c · perChunk, (c + 1) · perChunk)` (the last one the rest), each chunk starting at word 0.
    */
   data: Tensor | readonly Tensor[];
-  /** Rows per chunk when `data` is a list (a multiple of 4 for `"u8"` rows of an odd length). */
+  /** Rows per chunk when `data` is a list. */
   perChunk?: number;
   /** `"u8"`: bytes normalised to f32; otherwise the element type of `data`. */
   kind: "u8" | DType;
@@ -63,14 +63,14 @@ export function gatherRows(
   if (
     chunks.length > 1 &&
     (!Number.isInteger(perChunk) || perChunk < 1 || (chunks.length - 1) * perChunk >= src.rows ||
-      chunks.length * perChunk < src.rows ||
-      (src.kind === "u8" && (perChunk * features) % 4 !== 0))
+      chunks.length * perChunk < src.rows)
   ) {
     throw new WgradError(
       "value",
-      `gatherRows: ${chunks.length} chunks of ${src.perChunk} rows cannot hold ${src.rows} rows of ${
-        fmtShape(src.rowShape)
-      }`,
+      `gatherRows: ${chunks.length} chunks (${chunks.map((t) => t.describe()).join(", ")}) of ${
+        src.perChunk === undefined ? "an unstated number of" : src.perChunk
+      } rows each cannot hold ${src.rows} rows of ${fmtShape(src.rowShape)} (perChunk must be a ` +
+        "positive integer with all chunks but the last full)",
     );
   }
   chunks.forEach((t, c) => {

@@ -130,10 +130,8 @@ function uploadRows(
 ): Pick<GatherSource, "data" | "perChunk"> {
   const bytesPerValue = values instanceof Uint8Array ? 1 : 4;
   const rowBytes = Math.max(1, rowValues * bytesPerValue);
-  let perChunk = Math.max(1, Math.floor(dataChunkBytes / rowBytes));
-  if (values instanceof Uint8Array && rowValues % 4 !== 0) {
-    perChunk = Math.max(4, perChunk - perChunk % 4);
-  }
+  // Each chunk is packed from its own word 0, so a chunk may hold any number of rows.
+  const perChunk = Math.max(1, Math.floor(dataChunkBytes / rowBytes));
   const chunks: Tensor[] = [];
   for (let first = 0; first === 0 || first < rows; first += perChunk) {
     const n = Math.min(perChunk, rows - first);
@@ -615,9 +613,10 @@ export interface FitOptions {
   shift?: number;
   /**
    * Stop when the loss becomes NaN or infinite (default true, Keras's TerminateOnNaN): the
-   * weights are put back to their values at the start of the epoch (a GPU copy of the parameter
-   * arena made then) and fit throws an error naming the epoch and step. The optimizer's state is
-   * not put back. With false, training goes on and the figures are reported as they are.
+   * training state is put back to its values at the start of the epoch (the weights, the
+   * optimizer's step count and slots, batch norm's moving statistics, from GPU copies made then:
+   * about (1 + slots) × the parameters' memory, 3× for Adam) and fit throws an error naming the
+   * epoch and step. With false, training goes on and the figures are reported as they are.
    */
   terminateOnNaN?: boolean;
 }
@@ -752,9 +751,15 @@ export async function fitModel(
     const last = nTrain - (steps - 1) * batchSize;
     const { step, acc } = ensureState(c);
     const planFull = captureTrainStep(rt, model, c, data, perm, Math.min(batchSize, nTrain));
-    const planLast = last !== Math.min(batchSize, nTrain)
-      ? captureTrainStep(rt, model, c, data, perm, last)
-      : null;
+    let planLast: Plan | null = null;
+    try {
+      if (last !== Math.min(batchSize, nTrain)) {
+        planLast = captureTrainStep(rt, model, c, data, perm, last);
+      }
+    } catch (e) {
+      planFull.dispose();
+      throw e;
+    }
     const control: TrainingControl = {
       stopTraining: false,
       get learningRate() {
@@ -778,15 +783,25 @@ export async function fitModel(
     const whole = (s: Storage): Region => ({ storage: s, byteOffset: 0, byteLength: s.byteLength });
     const kept: Region[] = [whole(arena.paramRegion)];
     const opt = c.optimizer as OptimizerLike & { stateRegions?: () => Region[] };
-    kept.push(...(opt.stateRegions?.() ?? []));
+    const optRegions = opt.stateRegions?.() ?? [];
+    kept.push(...optRegions);
+    let moving = 0;
     for (const e of model.weightEntries) {
       if (!e.trainable && e.layer.trainable && !arenaOwned.has(e.tensor)) {
         kept.push(whole(e.tensor.storage));
+        moving++;
       }
     }
-    const backup = terminateOnNaN
-      ? kept.map((r) => ({ r, copy: rt.alloc(r.byteLength, "fit: training state at epoch start") }))
-      : null;
+    const restored = [
+      "the weights",
+      ...(optRegions.length ? ["the optimizer's state"] : []),
+      ...(moving ? ["the moving statistics"] : []),
+    ];
+    const restoredText = restored.length === 1
+      ? restored[0]
+      : `${restored.slice(0, -1).join(", ")} and ${restored[restored.length - 1]}`;
+    // Allocated inside the try below, so that its finally gives them back on every exit.
+    let backup: { r: Region; copy: Storage }[] | null = null;
     let stepAtEpochStart = c.globalStep;
     // Ctrl-C: the current step finishes, checkpoint callbacks save, and fit throws
     // Deno.errors.Interrupted; a second Ctrl-C exits at once.
@@ -818,6 +833,12 @@ export async function fitModel(
     const stepWords = new Uint32Array(4);
     const zero4 = new Float32Array(4);
     try {
+      if (terminateOnNaN) {
+        backup = [];
+        for (const r of kept) {
+          backup.push({ r, copy: rt.alloc(r.byteLength, "fit: training state at epoch start") });
+        }
+      }
       for (const cb of callbacks) await cb.onTrainBegin?.(control);
       for (let epoch = initialEpoch; epoch < epochs && !control.stopTraining; epoch++) {
         if (sigint.hit) await interrupt(Math.max(epoch - 1, 0), steps, lastLogs);
@@ -852,9 +873,8 @@ export async function fitModel(
                 `${where}: the loss became ${a[0]} in epoch ${
                   epoch + 1
                 }, by step ${p.done} of ${steps}; ` +
-                  "training stopped and the weights, the optimizer's state and the moving " +
-                  "statistics were restored to those at the start of the epoch (lower the " +
-                  "learning rate, check the inputs for NaN, or clip gradients)",
+                  `training stopped and ${restoredText} were restored to those at the start of ` +
+                  "the epoch (lower the learning rate, check the inputs for NaN, or clip gradients)",
               );
             }
             latest = logsFrom(a, c);
