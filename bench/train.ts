@@ -8,7 +8,9 @@
  *
  * Run: `deno task bench:train` (add `--json=bench/train.json` to write the figures,
  * `--steps N` to change the epoch length, `--profile` to time each command of every compiled
- * training step alone, `--only NAME` to run the workloads whose name contains NAME).
+ * training step alone, `--only NAME` to run the workloads whose name contains NAME,
+ * `--no-weight-update` to store every gradient and leave all updates to the optimizer's dispatch,
+ * as before dense kernels were updated in their gradient products' epilogue).
  * bench/compare.ts imports the workloads and {@linkcode measureWgrad} to run them side by side
  * with TensorFlow.js.
  * @module
@@ -16,6 +18,7 @@
 import { parseArgs } from "node:util";
 import { datasets, gpuInfo, losses, nn, optim } from "../mod.ts";
 import { type Plan, ready } from "../src/gpu/runtime.ts";
+import { setWeightUpdates } from "../src/train/trainer.ts";
 import { lenet } from "../examples/lenet_fashion.ts";
 import { smallCnn } from "../examples/cnn_fashion.ts";
 
@@ -245,8 +248,11 @@ if (import.meta.main) {
       profile: { type: "boolean", default: false },
       only: { type: "string" },
       "conv-steps": { type: "string", default: "40" },
+      "no-weight-update": { type: "boolean", default: false },
     },
   });
+  // For before/after figures: every gradient stored, and the optimizer's one dispatch updating all.
+  if (flags["no-weight-update"]) setWeightUpdates(false);
   const info = await gpuInfo();
   console.log(`wgrad training benchmark — adapter "${info.description}", Deno ${info.deno}`);
   const data = await datasets.fashionMnist({ sample: "fallback", quiet: true });

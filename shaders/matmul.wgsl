@@ -31,11 +31,19 @@
 //   1), then optionally `z` (the pre-activation, kept for the gradient) and `colsum`, and defines
 //   fn ld_a(i: u32, last: u32) -> vec4<f32>   elements i..i+3 of `a` (indices clamped to `last`)
 //   fn ld_b(i: u32, last: u32) -> vec4<f32>   the same for `b`
+//   fn bias_at(n: u32) -> f32                 the bias of column n (0 without a bias)
+//   fn prepare_y()                            called once before the epilogue (may be empty)
 //   fn st_y(i: u32, v: vec4<f32>, count: u32) stores the first `count` (1–4) lanes of v at i
 //   fn st_z(i: u32, v: vec4<f32>, count: u32) the same for `z` (empty when Z is not kept)
 //   fn st_colsum(n0: u32, s: Row)             stores the column sums n0..n0+15 that are < N
 //   const VEC_A: bool, const VEC_B: bool      whether `ld_a`/`ld_b` need 4-aligned indices
 // Loads are clamped to valid rows and columns, so edges need no padding; only stores are guarded.
+//
+// Optimizer epilogue (src/optim/optimizers.ts `weightUpdate`): for a dense kernel's gradient
+// dW = Xᵀ·dZ in a compiled training step, the prefix may instead hold the optimizer update of
+// shaders/optim_update.wgsl: binding 2 is the optimizer's control buffer, bindings 4.. the
+// parameter region and the optimizer's slots, `prepare_y` computes the step's scalars and `st_y`
+// updates parameter elements p.upd_offset + i.. with v as their gradient, which is never stored.
 override TRANS_A: bool = false;
 override TRANS_B: bool = false;
 override K_TAIL: bool = false;
@@ -51,8 +59,14 @@ struct Params {
   alpha: f32,
   // 1 when a bias is bound at binding 4 (otherwise binding 4 holds any buffer and reads as 0).
   has_bias: u32,
+  // Optimizer epilogue: the parameter's first element in its region, the word of the step counter
+  // in the control buffer, and 1 when weight decay applies to it.
+  upd_offset: u32,
+  upd_counter: u32,
+  upd_decay: u32,
   _pad1: u32,
   _pad2: u32,
+  _pad3: u32,
 }
 
 @group(0) @binding(3) var<uniform> p: Params;
@@ -255,12 +269,6 @@ fn mac(c: Row, a: vec4<f32>, b: TileB) -> Row {
   );
 }
 
-@group(0) @binding(4) var<storage, read> bias: array<f32>;
-
-fn bias_at(n: u32) -> f32 {
-  return select(0.0, bias[min(n, arrayLength(&bias) - 1u)], p.has_bias == 1u);
-}
-
 // Activations: shaders/activation_vec4.wgsl (prepended), `activate(v)`.
 
 // Adds the bias, applies the activation and stores one row of the block (row m, from col0).
@@ -350,6 +358,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) li: 
   if (row0 >= p.m || col0 >= p.n) {
     return;
   }
+  prepare_y();
   // The epilogue is a loop over the block's rows, staged through this invocation's own part of
   // workgroup memory (no other invocation reads it, so no barrier): one copy of the bias,
   // activation and store code instead of sixteen, which keeps pipeline creation fast.

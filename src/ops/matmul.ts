@@ -117,12 +117,71 @@ interface PrefixOptions {
   vecY: boolean;
   z: boolean;
   colSum: boolean;
+  update?: WeightUpdate;
 }
+
+/**
+ * @internal An optimizer update applied by the epilogue of the weight-gradient product of a dense
+ * layer (shaders/matmul.wgsl): the product's result is the gradient of a parameter that lives in
+ * an optimizer's arena, and instead of storing it the epilogue updates the parameter and the
+ * optimizer's state. Made by `Optimizer.weightUpdate`; a compiled training step registers one per
+ * gradient slot with {@linkcode setWeightUpdate}.
+ */
+export interface WeightUpdate {
+  /** Names the update in labels, e.g. `Adam update`. */
+  label: string;
+  /**
+   * WGSL declaring binding 2 (the control buffer) and bindings 4.. (`bindings`), and defining
+   * `prepare_y` and `st_y` (for array<vec4<f32>> regions when `vec`, else array<f32>).
+   */
+  wgsl(vec: boolean): string;
+  /** Bound at binding 2. */
+  control: Storage;
+  /** Bound at bindings 4, 5, …: the parameter region, then the optimizer's slots in use. */
+  bindings: readonly Storage[];
+  /** The update's override constants. */
+  constants: Record<string, number>;
+  /** The parameter's first element in its region. */
+  offset: number;
+  /** The word of the step counter in the control buffer. */
+  counter: number;
+  /** Whether weight decay applies to the parameter. */
+  decay: boolean;
+  /** Called when a product has recorded the update (once: the registration is then dropped). */
+  applied(): void;
+}
+
+const weightUpdates = new WeakMap<Tensor, WeightUpdate>();
+
+/**
+ * @internal Registers (or with null, drops) the update that a weight-gradient product writing
+ * into `slot` applies instead of storing the gradient. Only the dense layer's dW = Xᵀ·dZ product
+ * writes into a caller's destination, so only it consults the registry.
+ */
+export function setWeightUpdate(slot: Tensor, update: WeightUpdate | null): void {
+  if (update) weightUpdates.set(slot, update);
+  else weightUpdates.delete(slot);
+}
+
+const BIAS = `@group(0) @binding(4) var<storage, read> bias: array<f32>;
+fn bias_at(n: u32) -> f32 {
+  return select(0.0, bias[min(n, arrayLength(&bias) - 1u)], p.has_bias == 1u);
+}
+fn prepare_y() {}
+`;
 
 function prefixFor(o: PrefixOptions): string {
   let s = `const VEC_A = ${o.vecA};\nconst VEC_B = ${o.vecB};\n` + loader("a", 0, o.vecA) +
-    loader("b", 1, o.vecB) + storer("y", 2, o.vecY);
-  let next = 5;
+    loader("b", 1, o.vecB);
+  let next: number;
+  if (o.update) {
+    // The optimizer's update replaces the store of y, and there is no bias.
+    s += o.update.wgsl(o.vecY) + `fn bias_at(n: u32) -> f32 { return 0.0; }\n`;
+    next = 4 + o.update.bindings.length;
+  } else {
+    s += storer("y", 2, o.vecY) + BIAS;
+    next = 5;
+  }
   s += o.z ? storer("z", next++, o.vecY) : `fn st_z(i: u32, v: vec4<f32>, count: u32) {}\n`;
   s += o.colSum
     ? `@group(0) @binding(${next++}) var<storage, read_write> colsum: array<f32>;
@@ -161,6 +220,8 @@ interface Gemm {
   out?: Tensor<"f32">;
   /** Write the column sums into this tensor (n elements) instead of a new one. */
   colSumOut?: Tensor<"f32">;
+  /** `out` may be a gradient slot with a registered {@linkcode WeightUpdate} to apply instead. */
+  update?: boolean;
 }
 
 interface GemmResult {
@@ -203,23 +264,26 @@ function gemm(g: Gemm): GemmResult {
       : arrange(m, n);
     const vecA = k > 0 && (g.transA ? m % 4 === 0 : k % 4 === 0);
     const vecB = k > 0 && (g.transB ? k % 4 === 0 : n % 4 === 0);
+    // A registered optimizer update of the destination replaces the store (plain products only).
+    const update = g.out && g.update && g.act === "linear" && !g.bias && !zs
+      ? weightUpdates.get(g.out)
+      : undefined;
     const prefix = prefixFor({
       vecA,
       vecB,
       vecY: n % 4 === 0,
       z: zs !== null,
       colSum: css !== null,
+      update,
     });
-    const u = new Uint32Array([m, n, k, lc, 0, g.bias ? 1 : 0, 0, 0]);
+    const u = new Uint32Array(12);
+    u.set([m, n, k, lc, 0, g.bias ? 1 : 0]);
     new Float32Array(u.buffer)[4] = g.alpha;
     // Without a bias, binding 4 repeats `a` (read-only, never read).
-    const bindings: (Storage | Uint32Array)[] = [
-      g.a.storage,
-      g.b.storage,
-      ys,
-      u,
-      (g.bias ?? g.a).storage,
-    ];
+    const bindings: (Storage | Uint32Array)[] = update
+      ? [g.a.storage, g.b.storage, update.control, u, ...update.bindings]
+      : [g.a.storage, g.b.storage, ys, u, (g.bias ?? g.a).storage];
+    if (update) u.set([update.offset, update.counter, update.decay ? 1 : 0], 6);
     if (zs) bindings.push(zs);
     if (css) bindings.push(css);
     rt.dispatch({
@@ -232,11 +296,16 @@ function gemm(g: Gemm): GemmResult {
         K_TAIL: k % 4 === 0 && k > 0 ? 0 : 1,
         ACT: ACTIVATIONS[g.act],
         COL_SUM: css ? 1 : 0,
+        ...update?.constants,
       },
       bindings,
       workgroups: groups,
-      label: g.label,
+      label: update ? `${g.label} + ${update.label}` : g.label,
     });
+    if (update) {
+      weightUpdates.delete(g.out!);
+      update.applied();
+    }
   });
   return { y, z, colSum: cs };
 }
@@ -549,6 +618,7 @@ export function linear(
           // Straight into the caller's destinations (a compiled step's arena slots) if given.
           out: needW ? into?.[1] : undefined,
           colSumOut: needB ? into?.[2] : undefined,
+          update: true,
         });
         dw = r.y;
         db = r.colSum;

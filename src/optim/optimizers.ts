@@ -10,7 +10,9 @@
  * reads it, computes the scheduled learning rate and Adam's bias correction from it in f32 (with
  * its own exp and cos, accurate to about an ulp on every adapter), and writes it back incremented.
  * So per-step values never come from the CPU, and a recorded step replays as it is (see
- * {@linkcode Optimizer.stepSpecs}). Setting {@linkcode Optimizer.learningRate} (a callback) writes
+ * {@linkcode Optimizer.stepSpecs}). In `fit`'s compiled step, a dense kernel is updated by the
+ * product that computes its gradient (the same formulas, in its epilogue; not with clipnorm or
+ * globalClipnorm), and the one dispatch updates the other parameters. Setting {@linkcode Optimizer.learningRate} (a callback) writes
  * the control buffer with `queue.writeBuffer`, which applies to the steps recorded afterwards.
  *
  * Keras parity. The formulas are Keras 3's (`keras/src/optimizers/*.py`), which are also those of
@@ -40,8 +42,10 @@
  */
 import fillSrc from "../../shaders/fill.wgsl" with { type: "text" };
 import optimSrc from "../../shaders/optim.wgsl" with { type: "text" };
+import optimUpdateSrc from "../../shaders/optim_update.wgsl" with { type: "text" };
 import { WgradError } from "../errors.ts";
 import { type DispatchSpec, ready, type Runtime, schedule, type Storage } from "../gpu/runtime.ts";
+import type { WeightUpdate } from "../ops/matmul.ts";
 import { grid } from "../ops/util.ts";
 import { ARENA_BLOCK, type ParamArena, type ParamValue } from "./arena.ts";
 import {
@@ -53,7 +57,7 @@ import {
   PiecewiseConstantDecay,
 } from "./schedules.ts";
 
-const OPTIM = { name: "optim", code: optimSrc };
+const OPTIM = { name: "optim", code: optimUpdateSrc + optimSrc };
 const FILL = { name: "fill", code: fillSrc };
 
 // Word offsets in the control buffer (see shaders/optim.wgsl).
@@ -63,6 +67,8 @@ const H_LNBETA1 = 14, H_LNBETA2 = 15, H_WD = 16, H_CLIP = 17;
 const O_LR = 24;
 const PW_TABLE = 32;
 const SEG_BASE = 256;
+/** Blocks one listed update takes (`p.list` in shaders/optim.wgsl); more take several dispatches. */
+const LIST_BLOCKS = 1024;
 /** Invocations per workgroup of the update, and blocks (of ARENA_BLOCK elements) per workgroup. */
 const WORKGROUP = 64, BLOCKS_PER_WORKGROUP = 16;
 /** ln(0) stand-in: beta^t underflows to 0 on the GPU. */
@@ -119,6 +125,11 @@ export interface StepOptions {
    * that overwrite every slot before the next step.
    */
   keepGradients?: boolean;
+  /**
+   * @internal Parameters (arena indices) that this step's weight-gradient products have already
+   * updated through {@linkcode Optimizer.weightUpdate}: the update leaves them alone.
+   */
+  updated?: readonly number[];
 }
 
 interface GpuState {
@@ -134,6 +145,8 @@ interface GpuState {
   counters: number;
   /** Invocations of the update, each with its own step counter. */
   ninv: number;
+  /** Per parameter, whether weight decay applies to it. */
+  decays: boolean[];
 }
 
 function checkNumber(op: string, name: string, v: unknown, lo = -Infinity, hi = Infinity): number {
@@ -156,6 +169,56 @@ function checkLearningRate(op: string, lr: unknown): LearningRate {
 function lnF32(beta: number): number {
   const b = Math.fround(beta);
   return b === 0 ? LN_ZERO : Math.log(b);
+}
+
+/**
+ * The WGSL of the optimizer epilogue of shaders/matmul.wgsl: the control buffer at binding 2, the
+ * parameter region at 4 and the slots `used` (of s0, s1, s2) at 5.., `prepare_y` (the step's
+ * scalars, from invocation 0's step counter) and `st_y`, which updates the parameter elements
+ * p.upd_offset + i.. (the first `count`) with `v` as their gradient.
+ */
+function updateEpilogue(used: readonly number[], vec: boolean): string {
+  const ty = vec ? "vec4<f32>" : "f32";
+  let s = `@group(0) @binding(2) var<storage, read> ctl: array<u32>;
+@group(0) @binding(4) var<storage, read_write> upd_w: array<${ty}>;
+`;
+  used.forEach((k, j) => {
+    s += `@group(0) @binding(${5 + j}) var<storage, read_write> upd_s${k}: array<${ty}>;\n`;
+  });
+  s += `var<private> upd_step: Step;
+fn prepare_y() {
+  upd_step = step_scalars(ctl[p.upd_counter]);
+}
+`;
+  if (vec) {
+    s += `fn st_y(i: u32, v: vec4<f32>, count: u32) {
+  let j = (p.upd_offset + i) >> 2u;
+  var s: Slots;
+${
+      used.map((k) => `  s.s${k} = upd_s${k}[j];\n`).join("")
+    }  let u = apply_update(v, upd_w[j], s, p.upd_decay == 1u, upd_step);
+  upd_w[j] = u.w;
+${used.map((k) => `  upd_s${k}[j] = u.s.s${k};\n`).join("")}}
+`;
+  } else {
+    // Lanes past \`count\` read element j again and are not stored.
+    const ld = (a: string) => `vec4(${a}[j], ${a}[j1], ${a}[j2], ${a}[j3])`;
+    const st = (a: string, v: string) =>
+      `  ${a}[j] = ${v}.x;\n  if (count > 1u) { ${a}[j1] = ${v}.y; }\n` +
+      `  if (count > 2u) { ${a}[j2] = ${v}.z; }\n  if (count > 3u) { ${a}[j3] = ${v}.w; }\n`;
+    s += `fn st_y(i: u32, v: vec4<f32>, count: u32) {
+  let j = p.upd_offset + i;
+  let j1 = select(j, j + 1u, count > 1u);
+  let j2 = select(j, j + 2u, count > 2u);
+  let j3 = select(j, j + 3u, count > 3u);
+  var s: Slots;
+${used.map((k) => `  s.s${k} = ${ld(`upd_s${k}`)};\n`).join("")}  let u = apply_update(v, ${
+      ld("upd_w")
+    }, s, p.upd_decay == 1u, upd_step);
+${st("upd_w", "u.w")}${used.map((k) => st(`upd_s${k}`, `u.s.s${k}`)).join("")}}
+`;
+  }
+  return s;
 }
 
 /**
@@ -374,9 +437,11 @@ export abstract class Optimizer {
     const ninv = Math.ceil(blocks / BLOCKS_PER_WORKGROUP) * WORKGROUP;
     const ctl = new Uint32Array(counters + ninv);
     ctl.set(this.#header());
-    arena.names.forEach((name, i) => {
-      const excluded = this.excludeFromWeightDecay.some((re) => name.search(re) >= 0);
-      ctl[SEG_BASE + i] = excluded ? 0 : 1;
+    const decays = arena.names.map((name) =>
+      !this.excludeFromWeightDecay.some((re) => name.search(re) >= 0)
+    );
+    arena.names.forEach((_, i) => {
+      ctl[SEG_BASE + i] = decays[i] ? 1 : 0;
       ctl[SEG_BASE + nseg + i] = arena.offsets[i];
       ctl[SEG_BASE + 2 * nseg + i] = arena.paddedSizes[i];
       const first = arena.offsets[i] / ARENA_BLOCK;
@@ -403,7 +468,9 @@ export abstract class Optimizer {
       });
       while (bound.length < 3) bound.push(rt.alloc(16, `${name} unused slot ${bound.length}`));
       const g = grid(ninv, WORKGROUP);
-      const u = new Uint32Array([blocks, g.stride, nseg, ninv]);
+      // blocks, stride, nseg, ninv, then the listed update's fields (unused here; see `#record`).
+      const u = new Uint32Array(8 + LIST_BLOCKS);
+      u.set([blocks, g.stride, nseg, ninv]);
       const label = `${name} step (ParamArena "${arena.name}": ${nseg} parameters, ${arena.size} ` +
         `elements)`;
       const specs: DispatchSpec[] = [];
@@ -426,7 +493,7 @@ export abstract class Optimizer {
       const specsKeep = specs.map((s) =>
         s.constants ? { ...s, constants: { ...s.constants, CLEAR: 0 } } : s
       );
-      this.#gpu = { ctl: ctlS, bound, slots, specs, specsKeep, counters, ninv };
+      this.#gpu = { ctl: ctlS, bound, slots, specs, specsKeep, counters, ninv, decays };
     });
   }
 
@@ -478,16 +545,95 @@ export abstract class Optimizer {
     const a = this.#arenaFor(arena, op);
     a.assertLive(op);
     this.build(a);
+    const updated = options.updated ?? [];
+    for (const i of updated) {
+      if (!Number.isInteger(i) || i < 0 || i >= a.length) {
+        throw new Error(`internal: ${op}: updated parameter ${i} out of range`);
+      }
+    }
+    if (updated.length > 0 && this.#clipCode() >= 2) {
+      throw new Error(`internal: ${op}: a norm clip needs every gradient`);
+    }
     this.#iterations++;
     const keep = options.keepGradients === true;
-    schedule((rt) => this.#record(rt, op, keep));
+    schedule((rt) => this.#record(rt, op, keep, updated));
   }
 
-  #record(rt: Runtime, op: string, keep = false): void {
+  #record(rt: Runtime, op: string, keep = false, updated: readonly number[] = []): void {
     this.#assertLive(op);
     this.#arena?.assertLive(op);
     const gpu = this.#built(op);
-    for (const s of keep ? gpu.specsKeep : gpu.specs) rt.dispatch(s);
+    for (const s of keep ? gpu.specsKeep : gpu.specs) {
+      if (updated.length === 0 || s.entry === "sumsq") {
+        rt.dispatch(s);
+        continue;
+      }
+      // The blocks of the parameters left to update, LIST_BLOCKS per dispatch (at least one
+      // dispatch: the first increments the step counters).
+      const arena = this.#arena!;
+      const skip = new Set(updated);
+      const list: number[] = [];
+      arena.offsets.forEach((offset, i) => {
+        if (skip.has(i)) return;
+        const first = offset / ARENA_BLOCK;
+        for (let b = 0; b < arena.paddedSizes[i] / ARENA_BLOCK; b++) list.push(first + b);
+      });
+      const base = s.bindings[1] as Uint32Array;
+      for (let start = 0; start === 0 || start < list.length; start += LIST_BLOCKS) {
+        const chunk = list.slice(start, start + LIST_BLOCKS);
+        const launched = Math.max(1, Math.ceil(chunk.length / BLOCKS_PER_WORKGROUP)) * WORKGROUP;
+        const g = grid(launched, WORKGROUP);
+        const u = new Uint32Array(base);
+        u[1] = g.stride;
+        u.set([chunk.length, launched, start === 0 ? 1 : 0], 4);
+        u.set(chunk, 8);
+        const bindings = [...s.bindings];
+        bindings[1] = u;
+        rt.dispatch({
+          ...s,
+          constants: { ...s.constants, SKIP: 1 },
+          bindings,
+          workgroups: g.groups,
+          label: `${s.label}, ${updated.length} updated by their gradient products`,
+        });
+      }
+    }
+  }
+
+  /**
+   * @internal The update of parameter `index` of `arena` (the arena this optimizer is built on)
+   * as an epilogue of the product that computes its gradient (see `WeightUpdate` in
+   * src/ops/matmul.ts), or null where the update needs more than the element's own gradient
+   * (clipping by a norm). A compiled training step
+   * registers it on the gradient slot, then calls {@linkcode step} with the parameters that took
+   * it as `updated`; `applied` is called when a product records it. The result is the same as
+   * storing the gradient and stepping: the same formulas on the same values.
+   */
+  weightUpdate(arena: ParamArena, index: number, applied: () => void): WeightUpdate | null {
+    const gpu = this.#gpu;
+    if (this.#disposed || this.#arena !== arena || !gpu || arena.isDisposed) return null;
+    if (this.#clipCode() >= 2 || index < 0 || index >= arena.length) return null;
+    const spec = this.#spec();
+    const used: number[] = [];
+    spec.slots.forEach((slot, k) => {
+      if (slot) used.push(k);
+    });
+    return {
+      label: `${this.name} update`,
+      wgsl: (vec) => optimUpdateSrc + updateEpilogue(used, vec),
+      control: gpu.ctl,
+      bindings: [arena.paramRegion, ...used.map((k) => gpu.bound[k])],
+      constants: {
+        OPT: OPT_CODE[spec.opt],
+        CLIP: this.#clipCode(),
+        DECAY: this.weightDecay !== null && this.weightDecay !== 0 ? 1 : 0,
+        ...spec.constants,
+      },
+      offset: arena.offsets[index],
+      counter: gpu.counters,
+      decay: gpu.decays[index],
+      applied,
+    };
   }
 
   /**

@@ -4,6 +4,7 @@
  */
 import { WgradError } from "../errors.ts";
 import type { ParamArena } from "../optim/arena.ts";
+import type { WeightUpdate } from "../ops/matmul.ts";
 import { adagrad, adam, adamw, rmsprop, sgd } from "../optim/optimizers.ts";
 
 /** What `compile` needs of an optimizer. */
@@ -12,9 +13,17 @@ export interface OptimizerLike {
    * Records one update of every parameter in the arena from its gradients; with
    * `keepGradients` the gradient slots may be left as they are (the caller overwrites them all).
    */
-  step(arena: ParamArena, options?: { keepGradients?: boolean }): void;
+  step(
+    arena: ParamArena,
+    options?: { keepGradients?: boolean; updated?: readonly number[] },
+  ): void;
   /** The current learning rate (settable by callbacks). */
   learningRate: number;
+  /**
+   * The update of one parameter as the epilogue of the product that computes its gradient, or
+   * null (the built-in optimizers have it; see `Optimizer.weightUpdate`).
+   */
+  weightUpdate?(arena: ParamArena, index: number, applied: () => void): WeightUpdate | null;
 }
 
 const BY_NAME: Record<string, () => OptimizerLike> = {

@@ -17,6 +17,7 @@ import { type Plan, ready, type Runtime } from "../gpu/runtime.ts";
 import type { Storage } from "../gpu/buffers.ts";
 import { accumulateInto } from "../ops/accumulate.ts";
 import { add } from "../ops/binary.ts";
+import { setWeightUpdate } from "../ops/matmul.ts";
 import { gatherRows, type GatherSource } from "../ops/gather.ts";
 import { ParamArena } from "../optim/arena.ts";
 import { Philox } from "../random.ts";
@@ -115,6 +116,17 @@ let dataChunkBytes = DATA_CHUNK_BYTES;
  */
 export function setDataChunkBytes(bytes: number | null): void {
   dataChunkBytes = bytes ?? DATA_CHUNK_BYTES;
+}
+
+let weightUpdates = true;
+
+/**
+ * @internal Whether a compiled training step updates dense kernels in the epilogue of their
+ * weight-gradient products (default true); off, every parameter's gradient is stored and the
+ * optimizer's one dispatch updates them all. For tests and benchmarks that compare the two.
+ */
+export function setWeightUpdates(enabled: boolean): void {
+  weightUpdates = enabled;
 }
 
 /**
@@ -502,45 +514,62 @@ function captureTrainStep(
   batch: number,
 ): Plan {
   const arena = ensureArena(model, c);
-  const { step, acc } = ensureState(c);
   // The optimizer's state is made and zeroed now: a capture would replay that every step.
   const opt = c.optimizer as OptimizerLike & { build?: (a: ParamArena) => void };
   opt.build?.(arena);
   c.optBuilt = true;
-  return rt.capture(`train step "${model.name}" batch ${batch}`, () => {
-    const xb = gatherRows(data.x, perm, step, batch, {
-      scale: data.scale,
-      shift: data.shift,
-    }) as Tensor<"f32">;
-    const yb = gatherRows(data.y, perm, step, batch);
-    const regularized = hasPenalty(model);
-    let correct: Tensor<"f32"> | null = null;
-    const { value, grads } = valueAndGradSync(
-      () => {
-        const out = model.apply(xb, { training: true, rng: step });
-        // Without penalties the loss launch itself adds [loss sum, correct, samples, 1] into acc.
-        if (!regularized) return c.loss.fn(yb, out, acc);
-        const l = c.loss.fn(yb, out);
-        correct = keep(noGrad(() => (c.metrics[0] ?? accuracyOf(c)).count(yb, out)));
-        const reg = penalty(model)!;
-        return add(l, reg);
-      },
-      arena.params,
-      arena.gradients,
-    );
-    // Every slot is overwritten each step (in place by the kernel that computes it, else by a
-    // copy, or a clear for a parameter without a gradient), so the update need not clear them.
-    arena.setGradients(grads);
-    grads.forEach((g, i) => {
-      if (g !== arena.gradients[i]) g.dispose();
+  // Parameters whose gradient is one dense layer's dW = Xᵀ·dZ (written straight into its slot)
+  // are updated by that product's epilogue: the gradient is never stored or read back, and the
+  // optimizer's dispatch skips them.
+  const updated: number[] = [];
+  const registered: Tensor[] = [];
+  if (weightUpdates && opt.weightUpdate) {
+    arena.gradients.forEach((slot, i) => {
+      const u = opt.weightUpdate!(arena, i, () => updated.push(i));
+      if (!u) return;
+      setWeightUpdate(slot, u);
+      registered.push(slot);
     });
-    c.optimizer.step(arena, { keepGradients: true });
-    if (regularized) accumulateInto(acc, value as Tensor<"f32">, correct, batch);
-    value.dispose();
-    (correct as Tensor | null)?.dispose();
-    xb.dispose();
-    yb.dispose();
-  });
+  }
+  const { step, acc } = ensureState(c);
+  try {
+    return rt.capture(`train step "${model.name}" batch ${batch}`, () => {
+      const xb = gatherRows(data.x, perm, step, batch, {
+        scale: data.scale,
+        shift: data.shift,
+      }) as Tensor<"f32">;
+      const yb = gatherRows(data.y, perm, step, batch);
+      const regularized = hasPenalty(model);
+      let correct: Tensor<"f32"> | null = null;
+      const { value, grads } = valueAndGradSync(
+        () => {
+          const out = model.apply(xb, { training: true, rng: step });
+          // Without penalties the loss launch itself adds [loss sum, correct, samples, 1] into acc.
+          if (!regularized) return c.loss.fn(yb, out, acc);
+          const l = c.loss.fn(yb, out);
+          correct = keep(noGrad(() => (c.metrics[0] ?? accuracyOf(c)).count(yb, out)));
+          const reg = penalty(model)!;
+          return add(l, reg);
+        },
+        arena.params,
+        arena.gradients,
+      );
+      // Every slot is overwritten each step (in place by the kernel that computes it, else by a
+      // copy, or a clear for a parameter without a gradient), so the update need not clear them.
+      arena.setGradients(grads);
+      grads.forEach((g, i) => {
+        if (g !== arena.gradients[i]) g.dispose();
+      });
+      c.optimizer.step(arena, { keepGradients: true, updated: [...updated].sort((a, b) => a - b) });
+      if (regularized) accumulateInto(acc, value as Tensor<"f32">, correct, batch);
+      value.dispose();
+      (correct as Tensor | null)?.dispose();
+      xb.dispose();
+      yb.dispose();
+    });
+  } finally {
+    for (const slot of registered) setWeightUpdate(slot, null);
+  }
 }
 
 function captureEvalStep(
