@@ -353,7 +353,8 @@ export class DataSplit {
   }
 
   /**
-   * Splits off a validation part of `fraction` of the samples (rounded down, as Keras does).
+   * Splits off a validation part of `fraction` of the samples: as Keras, the first
+   * floor(n · (1 − fraction)) train and the rest validate.
    * By default the last samples, in order, as Keras's `validationSplit`; see the options for a
    * seeded random or stratified split.
    */
@@ -364,7 +365,14 @@ export class DataSplit {
     if (!(fraction > 0 && fraction < 1)) {
       throw valueError(`${this.name}.validationSplit: fraction must be in (0, 1), got ${fraction}`);
     }
-    const nVal = Math.floor(this.length * fraction);
+    // Keras: floor(n · (1 − fraction)) samples train, the rest validate.
+    const nVal = this.length - Math.floor(this.length * (1 - fraction));
+    if (nVal === 0 || nVal === this.length) {
+      throw valueError(
+        `${this.name}.validationSplit: ${this.length} samples are not enough to split into ` +
+          `training and validation parts with fraction ${fraction}`,
+      );
+    }
     if (!options.shuffle && !options.stratify) {
       const cut = this.length - nVal;
       return {

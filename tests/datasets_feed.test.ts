@@ -130,14 +130,16 @@ Deno.test("feed: validation splits — Keras's last fraction, seeded random, str
   const strat = balanced.validationSplit(0.1, { stratify: true, seed: 1 });
   assert.deepEqual(strat.validation.classCounts(), new Array(10).fill(10));
   assert.deepEqual(strat.train.classCounts(), new Array(10).fill(90));
-  // Uneven classes: the total is still floor(n · fraction), each class within one of its share.
+  // Uneven classes: the total is still n − floor(n · (1 − fraction)) (Keras's rounding: 300 of
+  // 997 at 0.3, where floor(997 · 0.3) would be 299), each class within one of its share.
   const uneven = makeSplit(997, [1], 7).validationSplit(0.3, { stratify: true, seed: 2 });
-  assert.equal(uneven.validation.length, Math.floor(997 * 0.3));
+  assert.equal(uneven.validation.length, 300);
   const all = makeSplit(997, [1], 7).classCounts();
   uneven.validation.classCounts().forEach((c, k) =>
     assert.ok(Math.abs(c - all[k] * 0.3) < 1, `class ${k}`)
   );
   throwsWith(() => s.validationSplit(1), "fraction must be in (0, 1)");
+  throwsWith(() => makeSplit(3, [1], 2).validationSplit(0.9), "3 samples are not enough");
 });
 
 Deno.test("feed: statistics, selection, slicing, shuffling and checks", () => {

@@ -1278,3 +1278,44 @@ Deno.test("train: one submit per training step, and readbacks only every few ste
   y.dispose();
   model.dispose();
 });
+
+Deno.test("train: empty data: fit and evaluate refuse it by name, predict gives empty outputs", async () => {
+  const model = nn.sequential([nn.dense(4, { activation: "relu" }), nn.dense(3)], {
+    inputShape: [5],
+    seed: 1,
+  });
+  model.compile({ optimizer: "adam", loss: "sparse_categorical_crossentropy" });
+  const x = tensor(new Float32Array(0), [0, 5]);
+  const y = tensor(new Int32Array(0), [0]);
+  const x3 = tensor(new Float32Array(15), [3, 5]);
+  const y3 = tensor(new Int32Array(3), [3]);
+  try {
+    const before = await model.getWeights();
+    await assertRejectsWgrad(
+      () => model.fit(x, y, { verbose: 0 }),
+      "value",
+      ['model "sequential".fit', "no training samples (x has 0 rows)"],
+      "fit on 0 rows",
+    );
+    await assertRejectsWgrad(
+      () => model.fit(x3, y3, { verbose: 0, validationSplit: 0.9 }),
+      "value",
+      ["3 samples are not enough", "validationSplit 0.9 (0 would train, 3 validate)"],
+      "fit with every row held out",
+    );
+    await assertRejectsWgrad(
+      () => model.evaluate(x, y),
+      "value",
+      ['model "sequential".evaluate', "no samples (x has 0 rows)"],
+      "evaluate on 0 rows",
+    );
+    const after = await model.getWeights();
+    after.forEach((w, k) => assertEqualArrays(w, before[k], `weight ${k} after the errors`));
+    const out = await model.predict(x);
+    assertShape(out.shape, [0, 3], "predict on 0 rows");
+    out.dispose();
+  } finally {
+    for (const t of [x, y, x3, y3]) t.dispose();
+    model.dispose();
+  }
+});

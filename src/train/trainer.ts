@@ -626,7 +626,10 @@ export interface FitOptions {
   shuffle?: boolean;
   /** Seed of the shuffles and of dropout (default: the model's seed). */
   seed?: number;
-  /** Fraction of the samples, taken from the end before shuffling, held out for validation. */
+  /**
+   * Fraction of the samples held out for validation, taken from the end before shuffling: as
+   * Keras, the first floor(n · (1 − validationSplit)) train and the rest validate.
+   */
   validationSplit?: number;
   /** Data to validate on after each epoch (instead of a split). */
   validationData?: XY | readonly [InputData, TargetData];
@@ -750,12 +753,17 @@ export async function fitModel(
   try {
     const classes = model.outputShape[model.outputShape.length - 1];
     await checkTensorLabels(data.y, classes, where);
-    const nVal = Math.floor(data.rows * split);
-    const nTrain = data.rows - nVal;
-    if (nTrain === 0) {
+    // Keras: the first floor(n · (1 − split)) rows train, the rest validate.
+    const nTrain = Math.floor(data.rows * (1 - split));
+    const nVal = data.rows - nTrain;
+    if (data.rows === 0) {
+      throw new WgradError("value", `${where}: no training samples (x has 0 rows)`);
+    }
+    if (split > 0 && (nTrain === 0 || nVal === 0)) {
       throw new WgradError(
         "value",
-        `${where}: no training samples left after the validation split`,
+        `${where}: ${data.rows} samples are not enough to split into training and validation ` +
+          `parts with validationSplit ${split} (${nTrain} would train, ${nVal} validate)`,
       );
     }
     if (options.validationData) {
@@ -1031,6 +1039,8 @@ export async function evaluateModel(
   checkBatch(batchSize, where);
   const data = toDevice(model, c, x, y, where, options.scale ?? 1 / 255, options.shift ?? 0);
   try {
+    // Keras refuses empty data too: a loss and accuracy over no samples are not numbers.
+    if (data.rows === 0) throw new WgradError("value", `${where}: no samples (x has 0 rows)`);
     const classes = model.outputShape[model.outputShape.length - 1];
     await checkTensorLabels(data.y, classes, where);
     const rt = await ready();
@@ -1087,8 +1097,13 @@ export async function predictModel(
     scale: options.scale ?? 1 / 255,
     shift: options.shift ?? 0,
   };
-  const rt = await ready();
   const outShapes = model.outputShapes;
+  if (xs.rows === 0) {
+    // No rows, no work: empty outputs of the right shape (as a PyTorch module or NumPy gives).
+    for (const t of owned) t.dispose();
+    return outShapes.map((s) => zeros([0, ...s]) as Tensor<"f32">);
+  }
+  const rt = await ready();
   const rowFloats = outShapes.map((s) => s.reduce((a, b) => a * b, 1));
   const results = outShapes.map((s) => zeros([data.rows, ...s]) as Tensor<"f32">);
   const { step } = ensureState(c);
