@@ -11,7 +11,7 @@
  * fit's steps against eager steps in tests/train.test.ts.
  * @module
  */
-import { losses, nn, optim, type Tensor, tensor } from "../mod.ts";
+import { linear, losses, nn, optim, type Tensor, tensor } from "../mod.ts";
 import { setWeightUpdates } from "../src/train/trainer.ts";
 import { assertEqualArrays, Rng } from "./harness.ts";
 
@@ -25,12 +25,45 @@ interface Run {
 
 type MakeOptimizer = () => optim.Optimizer;
 
+/** A low-rank dense layer, x · (P · W): the product P · W has a parameter as its operand. */
+class LowRank extends nn.Layer {
+  readonly className = "LowRank";
+  constructor(readonly units: number, readonly rank: number) {
+    super();
+  }
+  computeOutputShape(input: readonly number[]): number[] {
+    return [...input.slice(0, -1), this.units];
+  }
+  override weightSpecs(input: readonly number[]): nn.WeightSpec[] {
+    const init = nn.initializers.glorotUniform();
+    return [
+      {
+        name: "p",
+        shape: [input[input.length - 1], this.rank],
+        initializer: init,
+        trainable: true,
+      },
+      { name: "w", shape: [this.rank, this.units], initializer: init, trainable: true },
+    ];
+  }
+  call(x: Tensor<"f32">): Tensor<"f32"> {
+    const [p, w] = this.weights as Tensor<"f32">[];
+    const pw = linear(p, w, null);
+    const y = linear(x, pw, null);
+    pw.dispose();
+    return y;
+  }
+  getConfig(): Record<string, unknown> {
+    return { units: this.units, rank: this.rank };
+  }
+}
+
 async function train(
   make: MakeOptimizer,
   fused: boolean,
   widths: readonly number[],
   inputs: number,
-  options: { l2?: boolean } = {},
+  options: { l2?: boolean; lowRank?: boolean } = {},
 ): Promise<Run> {
   const { ready } = await import("../src/gpu/runtime.ts");
   const rt = await ready();
@@ -44,15 +77,14 @@ async function train(
   const x = tensor(rng.floats(n * inputs), [n, inputs]);
   const y = tensor(new Int32Array(n).map((_, i) => (i * 7) % classes), [n]);
   const opt = make();
-  const model = nn.sequential(
-    widths.map((w, k) =>
-      nn.dense(w, {
-        activation: k === widths.length - 1 ? "linear" : k % 2 ? "tanh" : "relu",
-        kernelRegularizer: options.l2 && k === 0 ? nn.regularizers.l2(0.01) : undefined,
-      })
-    ),
-    { inputShape: [inputs], seed: 4 },
+  const layers: nn.Layer[] = widths.map((w, k) =>
+    nn.dense(w, {
+      activation: k === widths.length - 1 ? "linear" : k % 2 ? "tanh" : "relu",
+      kernelRegularizer: options.l2 && k === 0 ? nn.regularizers.l2(0.01) : undefined,
+    })
   );
+  if (options.lowRank) layers.unshift(new LowRank(9, 3));
+  const model = nn.sequential(layers, { inputShape: [inputs], seed: 4 });
   try {
     model.compile({
       optimizer: opt,
@@ -61,6 +93,12 @@ async function train(
     await model.fit(x, y, { epochs: 2, batchSize: 16, verbose: 0, seed: 3 });
     const weights = await model.getWeights();
     const state = await opt.getState();
+    // fit leaves every gradient slot zero (those of kernels updated by their products were never
+    // written).
+    const grads = await opt.arena!.getGradients();
+    grads.forEach((g, k) => {
+      if (g.some((v) => v !== 0)) throw new Error(`gradient slot ${k} is not zero after fit`);
+    });
     return { weights, slots: state.slots, iterations: state.iterations, commands: plans[0] };
   } finally {
     stop();
@@ -194,5 +232,18 @@ Deno.test("weight update: a norm clip or a regularized kernel keeps the stored g
     !step.includes(", 1 updated by their gradient products (kernel")
   ) {
     throw new Error(`expected only the second kernel fused:\n${on.commands.join("\n")}`);
+  }
+});
+
+Deno.test("weight update: a product whose operand is a parameter stores its gradient", async () => {
+  // x · (P · W): W's gradient is Pᵀ · d(P·W), and P lives in the parameter region the epilogue
+  // binds read-write, so W takes the stored gradient; the dense layers after it still fuse.
+  const make = () => optim.adam({ learningRate: 0.01 });
+  const on = await train(make, true, [6, 5], 12, { lowRank: true });
+  const off = await train(make, false, [6, 5], 12, { lowRank: true });
+  assertSameRun(on, off, "low-rank layer");
+  const { fused, step } = fusedCommands(on, "Adam");
+  if (fused.length !== 2 || !step.includes(", 2 updated by their gradient products (kernel")) {
+    throw new Error(`expected the two dense kernels fused:\n${on.commands.join("\n")}`);
   }
 });

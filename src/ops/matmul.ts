@@ -265,9 +265,18 @@ function gemm(g: Gemm): GemmResult {
     const vecA = k > 0 && (g.transA ? m % 4 === 0 : k % 4 === 0);
     const vecB = k > 0 && (g.transB ? k % 4 === 0 : n % 4 === 0);
     // A registered optimizer update of the destination replaces the store (plain products only).
-    const update = g.out && g.update && g.act === "linear" && !g.bias && !zs
+    let update = g.out && g.update && g.act === "linear" && !g.bias && !zs
       ? weightUpdates.get(g.out)
       : undefined;
+    // An operand in the parameter region or a slot (a custom layer's product of two parameters)
+    // cannot be bound next to it read-write: such a gradient is stored and the optimizer's
+    // dispatch updates the parameter.
+    if (update) {
+      const written = [update.control, ...update.bindings].map((s) => s.buffer);
+      if (written.includes(g.a.storage.buffer) || written.includes(g.b.storage.buffer)) {
+        update = undefined;
+      }
+    }
     const prefix = prefixFor({
       vecA,
       vecB,

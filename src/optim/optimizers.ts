@@ -12,7 +12,8 @@
  * So per-step values never come from the CPU, and a recorded step replays as it is (see
  * {@linkcode Optimizer.stepSpecs}). In `fit`'s compiled step, a dense kernel is updated by the
  * product that computes its gradient (the same formulas, in its epilogue; not with clipnorm or
- * globalClipnorm), and the one dispatch updates the other parameters. Setting {@linkcode Optimizer.learningRate} (a callback) writes
+ * globalClipnorm), and the step's dispatch updates the other parameters (one dispatch per 1,024
+ * blocks of them). Setting {@linkcode Optimizer.learningRate} (a callback) writes
  * the control buffer with `queue.writeBuffer`, which applies to the steps recorded afterwards.
  *
  * Keras parity. The formulas are Keras 3's (`keras/src/optimizers/*.py`), which are also those of
@@ -534,7 +535,8 @@ export abstract class Optimizer {
 
   /**
    * Records one update of every parameter of `arena` (default: the arena it was built on) from the
-   * gradient slots, and clears them: one dispatch, two with clipnorm or globalClipnorm.
+   * gradient slots, and clears them: one dispatch, two with clipnorm or globalClipnorm (with
+   * `updated`, of the parameters left: one dispatch per 1,024 of their blocks).
    * With `{ keepGradients: true }` the slots are left as they are, which saves a store per
    * element when the caller overwrites every slot before the next step (a compiled training step
    * does).
@@ -604,10 +606,11 @@ export abstract class Optimizer {
    * @internal The update of parameter `index` of `arena` (the arena this optimizer is built on)
    * as an epilogue of the product that computes its gradient (see `WeightUpdate` in
    * src/ops/matmul.ts), or null where the update needs more than the element's own gradient
-   * (clipping by a norm). A compiled training step
-   * registers it on the gradient slot, then calls {@linkcode step} with the parameters that took
-   * it as `updated`; `applied` is called when a product records it. The result is the same as
-   * storing the gradient and stepping: the same formulas on the same values.
+   * (clipping by a norm). A compiled training step registers it on the gradient slot, then calls
+   * {@linkcode step} with the parameters that took it as `updated`; `applied` is called when a
+   * product records it. The epilogue runs the same WGSL formulas on the same values as the
+   * arena update (on llvmpipe the results are bit-identical; another compiler may contract
+   * multiply-adds differently in the two pipelines).
    */
   weightUpdate(arena: ParamArena, index: number, applied: () => void): WeightUpdate | null {
     const gpu = this.#gpu;

@@ -10,8 +10,9 @@ import { adagrad, adam, adamw, rmsprop, sgd } from "../optim/optimizers.ts";
 /** What `compile` needs of an optimizer. */
 export interface OptimizerLike {
   /**
-   * Records one update of every parameter in the arena from its gradients; with
-   * `keepGradients` the gradient slots may be left as they are (the caller overwrites them all).
+   * Records one update of every parameter in the arena from its gradients (but those in
+   * `updated`, which the step's products already updated); with `keepGradients` the gradient
+   * slots may be left as they are (the caller overwrites them all, or never reads them).
    */
   step(
     arena: ParamArena,

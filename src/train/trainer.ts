@@ -523,16 +523,16 @@ function captureTrainStep(
   // optimizer's dispatch skips them.
   const updated: number[] = [];
   const registered: Tensor[] = [];
-  if (weightUpdates && opt.weightUpdate) {
-    arena.gradients.forEach((slot, i) => {
-      const u = opt.weightUpdate!(arena, i, () => updated.push(i));
-      if (!u) return;
-      setWeightUpdate(slot, u);
-      registered.push(slot);
-    });
-  }
   const { step, acc } = ensureState(c);
   try {
+    if (weightUpdates && opt.weightUpdate) {
+      arena.gradients.forEach((slot, i) => {
+        const u = opt.weightUpdate!(arena, i, () => updated.push(i));
+        if (!u) return;
+        registered.push(slot);
+        setWeightUpdate(slot, u);
+      });
+    }
     return rt.capture(`train step "${model.name}" batch ${batch}`, () => {
       const xb = gatherRows(data.x, perm, step, batch, {
         scale: data.scale,
@@ -555,7 +555,8 @@ function captureTrainStep(
         arena.gradients,
       );
       // Every slot is overwritten each step (in place by the kernel that computes it, else by a
-      // copy, or a clear for a parameter without a gradient), so the update need not clear them.
+      // copy, or a clear for a parameter without a gradient), or never read (a kernel updated by
+      // its product), so the update need not clear them; fit clears them all when it ends.
       arena.setGradients(grads);
       grads.forEach((g, i) => {
         if (g !== arena.gradients[i]) g.dispose();
@@ -970,6 +971,10 @@ export async function fitModel(
         planFull.dispose();
         planLast?.dispose();
         for (const b of backup ?? []) b.copy.release();
+        // The slots of kernels updated by their products were never written: fit leaves every
+        // slot zero rather than a mix of the last step's gradients and stale values.
+        const arena = c.arena;
+        if (arena && !arena.isDisposed) rt.clear(arena.gradRegion, "fit: clear the gradients");
       }
     }
     return history;
