@@ -148,6 +148,8 @@ interface GpuState {
   ninv: number;
   /** Per parameter, whether weight decay applies to it. */
   decays: boolean[];
+  /** The update's override constants (OPT, CLIP, DECAY and the family's own). */
+  constants: Record<string, number>;
 }
 
 function checkNumber(op: string, name: string, v: unknown, lo = -Infinity, hi = Infinity): number {
@@ -494,7 +496,17 @@ export abstract class Optimizer {
       const specsKeep = specs.map((s) =>
         s.constants ? { ...s, constants: { ...s.constants, CLEAR: 0 } } : s
       );
-      this.#gpu = { ctl: ctlS, bound, slots, specs, specsKeep, counters, ninv, decays };
+      this.#gpu = {
+        ctl: ctlS,
+        bound,
+        slots,
+        specs,
+        specsKeep,
+        counters,
+        ninv,
+        decays,
+        constants,
+      };
     });
   }
 
@@ -626,12 +638,7 @@ export abstract class Optimizer {
       wgsl: (vec) => optimUpdateSrc + updateEpilogue(used, vec),
       control: gpu.ctl,
       bindings: [arena.paramRegion, ...used.map((k) => gpu.bound[k])],
-      constants: {
-        OPT: OPT_CODE[spec.opt],
-        CLIP: this.#clipCode(),
-        DECAY: this.weightDecay !== null && this.weightDecay !== 0 ? 1 : 0,
-        ...spec.constants,
-      },
+      constants: gpu.constants,
       offset: arena.offsets[index],
       counter: gpu.counters,
       decay: gpu.decays[index],
