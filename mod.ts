@@ -120,6 +120,7 @@ export * as io from "./src/io/mod.ts";
 export * as callbacks from "./src/train/callbacks.ts";
 export { type Callback, History, type TrainingControl } from "./src/train/callbacks.ts";
 export type { LossLike, LossSpec, MetricSpec } from "./src/train/losses.ts";
+export type { AccuracyKind } from "./src/ops/metrics.ts";
 export type { OptimizerLike } from "./src/train/optimizers.ts";
 export type {
   CompileOptions,

@@ -914,6 +914,17 @@ Deno.test("accumulate: with correct = null the second element is unchanged", asy
   }
 });
 
+Deno.test("accumulate: a longer accumulator takes the figures in its first four words", async () => {
+  // fit keeps one word per metric after the four (src/train/trainer.ts).
+  const acc = f32([1, 2, 3, 4, 5, 6], [6]), loss = scalar(0.5), correct = scalar(3);
+  try {
+    accumulateInto(acc, loss, correct, 8);
+    assertEqualArrays(await acc.data(), [1 + 4, 2 + 3, 3 + 8, 5, 5, 6], "acc [6] after one call");
+  } finally {
+    for (const t of [acc, loss, correct]) t.dispose();
+  }
+});
+
 Deno.test("accumulate: replayed from a captured plan, with the loss rewritten per step", async () => {
   const rt = await ready();
   const acc = zeros([4]), loss = scalar(0), correct = scalar(0);
@@ -948,10 +959,10 @@ Deno.test("accumulate: shape and dtype errors name accumulateInto and the shapes
       "acc [3]",
     );
     assertWgradError(
-      () => accumulateInto(tmp(zeros([5])), loss, null, 8),
+      () => accumulateInto(tmp(zeros([2, 2])), loss, null, 8),
       "shape",
-      ["accumulateInto", "[5]"],
-      "acc [5]",
+      ["accumulateInto", "[2, 2]"],
+      "acc [2, 2]",
     );
     assertWgradError(
       () => accumulateInto(acc, tmp(zeros([2])), correct, 8),

@@ -182,10 +182,11 @@ export class Runtime {
   readonly #maxGroups: number;
   #capture: Capture | null = null;
   /**
-   * Running counts since the runtime started: `queue.submit` calls and readbacks through a
-   * staging buffer (tests check a training step's budget of both with them).
+   * Running counts since the runtime started: `queue.submit` calls, readbacks through a staging
+   * buffer, and dispatches recorded (directly or by a plan's replay); tests check a training
+   * step's budget with them.
    */
-  readonly counters = { submits: 0, readbacks: 0 };
+  readonly counters = { submits: 0, readbacks: 0, dispatches: 0 };
 
   constructor(ctx: DeviceContext) {
     this.device = ctx.device;
@@ -514,6 +515,7 @@ export class Runtime {
       return;
     }
     this.recorder.dispatch(p.pipeline, bindGroup, x, y, z, label);
+    this.counters.dispatches++;
     if (this.recorder.pending >= MAX_PENDING_COMMANDS) this.flush();
   }
 
@@ -865,9 +867,12 @@ export class Runtime {
     }
     const r = this.recorder;
     for (const c of commands) {
-      if (c.kind === "dispatch") r.dispatch(c.pipeline, c.bindGroup, c.x, c.y, c.z, c.label);
-      else if (c.kind === "copy") r.copy(c.src, c.srcOffset, c.dst, c.dstOffset, c.bytes, c.label);
-      else r.clear(c.buf, c.offset, c.bytes, c.label);
+      if (c.kind === "dispatch") {
+        r.dispatch(c.pipeline, c.bindGroup, c.x, c.y, c.z, c.label);
+        this.counters.dispatches++;
+      } else if (c.kind === "copy") {
+        r.copy(c.src, c.srcOffset, c.dst, c.dstOffset, c.bytes, c.label);
+      } else r.clear(c.buf, c.offset, c.bytes, c.label);
     }
     if (r.pending >= MAX_PENDING_COMMANDS) this.flush();
   }

@@ -12,8 +12,8 @@ import { checkInputs } from "./util.ts";
 const ACCUMULATE = { name: "accumulate", code: accumulateSrc };
 
 /**
- * Adds `loss · batch`, `correct` (when given), `batch` and one step into `acc` (f32 [4]) in place:
- * `acc = [lossSum, correctSum, samples, steps]`.
+ * Adds `loss · batch`, `correct` (when given), `batch` and one step into the first four words of
+ * `acc` (f32 [n ≥ 4]) in place: `acc = [lossSum, correctSum, samples, steps, …]`.
  */
 export function accumulateInto(
   acc: Tensor<"f32">,
@@ -28,10 +28,10 @@ export function accumulateInto(
       `accumulateInto: batch must be a finite number ≥ 0, got ${batch}`,
     );
   }
-  if (acc.size !== 4 || loss.size !== 1 || (correct && correct.size !== 1)) {
+  if (acc.rank !== 1 || acc.size < 4 || loss.size !== 1 || (correct && correct.size !== 1)) {
     throw new WgradError(
       "shape",
-      `accumulateInto: needs acc [4] and scalar loss and correct, got ${acc.describe()}, ${loss.describe()}${
+      `accumulateInto: needs acc [n ≥ 4] and scalar loss and correct, got ${acc.describe()}, ${loss.describe()}${
         correct ? `, ${correct.describe()}` : ""
       }`,
     );

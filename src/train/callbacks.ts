@@ -6,7 +6,11 @@ import { WgradError } from "../errors.ts";
 
 /** What a callback can see and change of the model being trained. */
 export interface TrainingControl {
-  /** Set to true to end training after the current epoch. */
+  /**
+   * Set to true to end training: from `onEpochEnd`, after that epoch; from `onBatchEnd`, within
+   * the epoch after the steps already submitted, which then validates and calls `onEpochEnd` as
+   * usual (Keras's `model.stop_training`).
+   */
   stopTraining: boolean;
   /** The optimizer's learning rate (settable). */
   learningRate: number;
@@ -27,8 +31,11 @@ export interface Callback {
   /** At the start of each epoch (0-based). */
   onEpochBegin?(epoch: number, control: TrainingControl): void | Promise<void>;
   /**
-   * After `batch` (0-based, within the epoch). The logs hold the running loss and metrics as of
-   * the latest readback, which may lag a few steps: steps are not awaited one by one.
+   * After `batch` (0-based, within the epoch), with the epoch's running loss and metrics up to
+   * that batch. Steps are not awaited one by one: `fit` reads the running figures back every few
+   * steps (about every 100 ms, and after the last step), and calls this hook once per readback,
+   * for the last batch it covers, while the GPU may already be running later steps. Batches
+   * between two readbacks get no call of their own.
    */
   onBatchEnd?(
     batch: number,
@@ -41,8 +48,11 @@ export interface Callback {
     logs: Record<string, number>,
     control: TrainingControl,
   ): void | Promise<void>;
-  /** After the last epoch. */
-  onTrainEnd?(control: TrainingControl): void | Promise<void>;
+  /**
+   * When training ends normally (after the last epoch, or when a callback stopped it), with the
+   * last epoch's logs; not after an error or an interrupt (as in Keras).
+   */
+  onTrainEnd?(control: TrainingControl, logs: Record<string, number>): void | Promise<void>;
   /**
    * When Ctrl-C (SIGINT) stops `fit`, after the step in progress: `epoch` is the epoch in
    * progress (or the last one completed, when it came between epochs) and `logs` its running
@@ -79,19 +89,37 @@ export interface EarlyStoppingOptions {
   patience?: number;
   /** `"min"`, `"max"`, or `"auto"` (max for accuracy-like names, default). */
   mode?: "min" | "max" | "auto";
-  /** Restore the weights of the best epoch when stopping (default false). */
+  /**
+   * A value the figure must beat: until it does, no epoch counts as an improvement for the
+   * patience, so training stops after `patience` epochs that never reach it (default none).
+   */
+  baseline?: number;
+  /**
+   * When training ends, put back the weights of the best epoch (default false). As in Keras 3,
+   * this happens whether training stopped early or ran all its epochs; the weights are read
+   * back from the GPU at each improvement.
+   */
   restoreBestWeights?: boolean;
   /** Epochs to wait before monitoring starts (default 0). */
   startFromEpoch?: number;
+  /** 1 prints when it stops and when it restores weights (default 0). */
+  verbose?: 0 | 1;
 }
 
 /** Stops training when a monitored figure stops improving (Keras's EarlyStopping). */
 export function earlyStopping(
   options: EarlyStoppingOptions = {},
-): Callback & { stoppedEpoch: number } {
+): Callback & { stoppedEpoch: number; bestEpoch: number } {
   const monitor = options.monitor ?? "val_loss";
   const minDelta = Math.abs(options.minDelta ?? 0);
   const patience = options.patience ?? 0;
+  const baseline = options.baseline;
+  if (baseline !== undefined && !Number.isFinite(baseline)) {
+    throw new WgradError(
+      "value",
+      `earlyStopping: baseline must be a finite number, got ${baseline}`,
+    );
+  }
   const mode = options.mode === "min" || options.mode === "max"
     ? options.mode
     : /acc|auc|precision|recall/.test(monitor)
@@ -102,38 +130,67 @@ export function earlyStopping(
   let wait = 0;
   let bestWeights: Float32Array[] | null = null;
   const cb = {
+    /** The epoch (0-based) at which it stopped training, or -1. */
     stoppedEpoch: -1,
+    /** The epoch (0-based) with the best figure so far, or -1. */
+    bestEpoch: -1,
     onTrainBegin() {
       best = mode === "min" ? Infinity : -Infinity;
       wait = 0;
       bestWeights = null;
+      cb.stoppedEpoch = -1;
+      cb.bestEpoch = -1;
     },
     async onEpochEnd(epoch: number, logs: Record<string, number>, control: TrainingControl) {
-      const v = logs[monitor];
-      if (v === undefined) {
-        throw new WgradError(
-          "value",
-          `earlyStopping: "${monitor}" is not among the epoch's figures (${
-            Object.keys(logs).join(", ")
-          })`,
-        );
-      }
+      const v = monitored("earlyStopping", monitor, logs);
       if (epoch < (options.startFromEpoch ?? 0)) return;
+      wait++;
       if (better(v, best)) {
         best = v;
-        wait = 0;
+        cb.bestEpoch = epoch;
         if (options.restoreBestWeights) bestWeights = await control.getWeights();
+        // Only an epoch that also beats the baseline restarts the patience (Keras).
+        if (baseline === undefined || better(v, baseline)) wait = 0;
         return;
       }
-      wait++;
       if (wait >= patience && epoch > 0) {
         control.stopTraining = true;
         cb.stoppedEpoch = epoch;
-        if (options.restoreBestWeights && bestWeights) control.setWeights(bestWeights);
+      }
+    },
+    onTrainEnd(control: TrainingControl) {
+      if (options.verbose && cb.stoppedEpoch >= 0) {
+        console.log(`Epoch ${cb.stoppedEpoch + 1}: early stopping`);
+      }
+      if (options.restoreBestWeights && bestWeights) {
+        if (options.verbose) {
+          console.log(
+            `Restoring model weights from the end of the best epoch: ${cb.bestEpoch + 1}.`,
+          );
+        }
+        control.setWeights(bestWeights);
       }
     },
   };
   return cb;
+}
+
+/** The monitored figure of an epoch's logs; an error naming the callback when it is missing. */
+function monitored(callback: string, monitor: string, logs: Record<string, number>): number {
+  const v = logs[monitor];
+  if (v === undefined) {
+    throw new WgradError(
+      "value",
+      `${callback}: "${monitor}" is not among the epoch's figures (${
+        Object.keys(logs).join(", ")
+      })${
+        monitor.startsWith("val_")
+          ? "; validation figures need validationData or validationSplit"
+          : ""
+      }`,
+    );
+  }
+  return v;
 }
 
 /** Options of {@linkcode reduceLrOnPlateau}. */
@@ -152,6 +209,8 @@ export interface ReduceLrOnPlateauOptions {
   cooldown?: number;
   /** Lower bound of the rate (default 0). */
   minLr?: number;
+  /** 1 prints each reduction (default 0). */
+  verbose?: 0 | 1;
 }
 
 /** Multiplies the learning rate by `factor` when a figure stops improving (Keras's ReduceLROnPlateau). */
@@ -174,9 +233,13 @@ export function reduceLrOnPlateau(options: ReduceLrOnPlateauOptions = {}): Callb
   let wait = 0;
   let cool = 0;
   return {
-    onEpochEnd(_epoch, logs, control) {
-      const v = logs[monitor];
-      if (v === undefined) return;
+    onTrainBegin() {
+      best = mode === "min" ? Infinity : -Infinity;
+      wait = 0;
+      cool = 0;
+    },
+    onEpochEnd(epoch, logs, control) {
+      const v = monitored("reduceLrOnPlateau", monitor, logs);
       logs.learning_rate = control.learningRate;
       if (cool > 0) {
         cool--;
@@ -186,10 +249,17 @@ export function reduceLrOnPlateau(options: ReduceLrOnPlateauOptions = {}): Callb
         best = v;
         wait = 0;
       } else if (cool === 0 && ++wait >= patience) {
-        const lr = Math.max(control.learningRate * factor, minLr);
-        if (lr < control.learningRate) control.learningRate = lr;
-        cool = cooldown;
-        wait = 0;
+        // At minLr already, nothing changes and the patience keeps counting (Keras).
+        const old = control.learningRate;
+        const lr = Math.max(old * factor, minLr);
+        if (lr < old) {
+          control.learningRate = lr;
+          if (options.verbose) {
+            console.log(`Epoch ${epoch + 1}: reduceLrOnPlateau reducing learning rate to ${lr}.`);
+          }
+          cool = cooldown;
+          wait = 0;
+        }
       }
     },
   };

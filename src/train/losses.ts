@@ -7,7 +7,7 @@
  */
 import { WgradError } from "../errors.ts";
 import * as ops from "../ops/loss.ts";
-import { correctCount } from "../ops/metrics.ts";
+import { type AccuracyKind, correctCount } from "../ops/metrics.ts";
 import type { Tensor } from "../tensor.ts";
 
 export {
@@ -32,6 +32,11 @@ export interface LossSpec {
   fn(yTrue: Tensor, yPred: Tensor<"f32">, acc?: Tensor<"f32">): Tensor<"f32">;
   /** The options it was made with. */
   readonly config: Record<string, unknown>;
+  /**
+   * The accuracy that `fn` counts into `acc` (absent: it counts none): the "accuracy" metric of
+   * this loss, taken from the loss launch itself without a dispatch of its own.
+   */
+  readonly accuracy?: { readonly kind: AccuracyKind; readonly threshold: number };
 }
 
 /** A loss configuration or a Keras name. */
@@ -58,6 +63,7 @@ function spec(
     yPred: Tensor<"f32">,
     o: ops.CrossentropyOptions & { labelSmoothing?: number },
   ) => Tensor<"f32">,
+  accuracy: AccuracyKind | null,
 ): LossSpec {
   const fromLogits = options.fromLogits ?? false;
   return {
@@ -65,6 +71,11 @@ function spec(
     labels,
     fromLogits,
     config: { ...options },
+    // The loss kernels threshold a binary prediction at probability 0.5 (logit 0 from logits);
+    // the threshold means nothing to the argmax accuracies.
+    ...(accuracy
+      ? { accuracy: { kind: accuracy, threshold: accuracy === "binary" && fromLogits ? 0 : 0.5 } }
+      : {}),
     fn: (yTrue, yPred, acc) =>
       compute(yTrue, yPred, {
         fromLogits,
@@ -105,12 +116,16 @@ export function sparseCategoricalCrossentropy(
   c?: ops.CrossentropyOptions,
 ): LossSpec | Tensor<"f32"> {
   if (isTensor(a)) return ops.sparseCategoricalCrossentropy(a as Tensor<"i32">, b!, c);
-  return spec(
-    "sparse_categorical_crossentropy",
-    "sparse",
-    (a as LossConfigOptions) ?? {},
-    sparseCompute,
-  );
+  const options = (a as LossConfigOptions) ?? {};
+  if (options.labelSmoothing !== undefined && options.labelSmoothing !== 0) {
+    // Keras's sparse cross-entropy has no label smoothing either; smoothing needs one-hot targets.
+    throw new WgradError(
+      "value",
+      `sparseCategoricalCrossentropy: labelSmoothing (${options.labelSmoothing}) needs one-hot ` +
+        "targets; use categoricalCrossentropy({ labelSmoothing }) with datasets.oneHot(labels, classes)",
+    );
+  }
+  return spec("sparse_categorical_crossentropy", "sparse", options, sparseCompute, "sparse");
 }
 
 /** Categorical cross-entropy: `(yTrue, yPred, options)` computes it; `(options)` configures it. */
@@ -127,7 +142,13 @@ export function categoricalCrossentropy(
   c?: ops.SmoothedCrossentropyOptions,
 ): LossSpec | Tensor<"f32"> {
   if (isTensor(a)) return ops.categoricalCrossentropy(a, b!, c);
-  return spec("categorical_crossentropy", "dense", (a as LossConfigOptions) ?? {}, catCompute);
+  return spec(
+    "categorical_crossentropy",
+    "dense",
+    (a as LossConfigOptions) ?? {},
+    catCompute,
+    "categorical",
+  );
 }
 
 /** Binary cross-entropy: `(yTrue, yPred, options)` computes it; `(options)` configures it. */
@@ -144,7 +165,7 @@ export function binaryCrossentropy(
   c?: ops.SmoothedCrossentropyOptions,
 ): LossSpec | Tensor<"f32"> {
   if (isTensor(a)) return ops.binaryCrossentropy(a, b!, c);
-  return spec("binary_crossentropy", "dense", (a as LossConfigOptions) ?? {}, binCompute);
+  return spec("binary_crossentropy", "dense", (a as LossConfigOptions) ?? {}, binCompute, "binary");
 }
 
 /** Mean squared error: `(yTrue, yPred, options)` computes it; `()` configures it. */
@@ -161,7 +182,7 @@ export function meanSquaredError(
   c?: ops.LossOptions,
 ): LossSpec | Tensor<"f32"> {
   if (isTensor(a)) return ops.meanSquaredError(a, b!, c);
-  return spec("mean_squared_error", "dense", {}, mseCompute);
+  return spec("mean_squared_error", "dense", {}, mseCompute, null);
 }
 
 /** Mean absolute error: `(yTrue, yPred, options)` computes it; `()` configures it. */
@@ -178,7 +199,7 @@ export function meanAbsoluteError(
   c?: ops.LossOptions,
 ): LossSpec | Tensor<"f32"> {
   if (isTensor(a)) return ops.meanAbsoluteError(a, b!, c);
-  return spec("mean_absolute_error", "dense", {}, maeCompute);
+  return spec("mean_absolute_error", "dense", {}, maeCompute, null);
 }
 
 const BY_NAME: Record<string, () => LossSpec> = {
@@ -219,8 +240,15 @@ export function resolveLoss(l: LossLike | string, where: string): LossSpec {
 
 /** A metric as `compile` uses it: the number of correct samples in a batch. */
 export interface MetricSpec {
-  /** The name in logs and History (`"accuracy"`). */
+  /** The name in logs and History (`"accuracy"`, or `"acc"` when compiled with that name). */
   readonly name: string;
+  /**
+   * The accuracy it counts, or null when it is chosen from the shapes of the targets and
+   * predictions ("accuracy" with a regression loss: binary for one output, else categorical).
+   */
+  readonly kind: AccuracyKind | null;
+  /** Binary accuracy: a prediction above it is class 1. */
+  readonly threshold: number;
   /** The count of correct samples of a batch, as a scalar f32. */
   count(yTrue: Tensor, yPred: Tensor<"f32">): Tensor<"f32">;
 }
@@ -233,12 +261,19 @@ const METRICS = [
   "binary_accuracy",
 ];
 
-/** Resolves metric names; "accuracy" follows the loss, as in Keras. */
+/**
+ * Resolves metric names. "accuracy" (or "acc") counts what the loss counts, as in Keras: sparse
+ * categorical accuracy for integer labels, categorical accuracy for one-hot targets, binary
+ * accuracy for binary cross-entropy; with a regression loss it follows the shapes. Binary
+ * accuracy thresholds the prediction at 0.5, and at 0 (probability 0.5) when the loss takes
+ * logits.
+ */
 export function resolveMetrics(
   names: readonly string[],
   loss: LossSpec,
   where: string,
 ): MetricSpec[] {
+  const seen = new Set<string>();
   return names.map((n) => {
     const key = String(n).replace(/([a-z])([A-Z])/g, "$1_$2").toLowerCase();
     if (!METRICS.includes(key)) {
@@ -247,17 +282,31 @@ export function resolveMetrics(
         `${where}: unknown metric "${n}"; known: ${METRICS.join(", ")}`,
       );
     }
-    const kind = key === "sparse_categorical_accuracy"
+    if (seen.has(key)) {
+      throw new WgradError("value", `${where}: metric "${n}" is listed twice`);
+    }
+    seen.add(key);
+    const binaryThreshold = loss.accuracy?.kind === "binary" ? loss.accuracy.threshold : 0.5;
+    const kind: AccuracyKind | null = key === "sparse_categorical_accuracy"
       ? "sparse"
       : key === "categorical_accuracy"
       ? "categorical"
-      : key === "binary_accuracy" || loss.name === "binary_crossentropy"
+      : key === "binary_accuracy"
       ? "binary"
-      : undefined;
+      : loss.accuracy?.kind ?? null;
+    const threshold = kind === "binary" ? binaryThreshold : 0.5;
     return {
-      name: key === "acc" ? "accuracy" : key,
+      name: key,
+      kind,
+      threshold,
       count: (yTrue: Tensor, yPred: Tensor<"f32">) =>
-        correctCount(yTrue, yPred, kind ? { kind } : {}),
+        correctCount(yTrue, yPred, kind ? { kind, threshold } : { threshold }),
     };
   });
+}
+
+/** Whether the loss launch itself counts `m` (so that `m` needs no dispatch of its own). */
+export function countedByLoss(m: MetricSpec, loss: LossSpec): boolean {
+  return loss.accuracy !== undefined && m.kind === loss.accuracy.kind &&
+    (m.kind !== "binary" || m.threshold === loss.accuracy.threshold);
 }

@@ -86,11 +86,14 @@ export class ProgressBar {
     this.sink.write(`\r${line}\x1b[K`);
   }
 
-  /** Prints the epoch's final line with its time and metrics. */
-  finish(values: Record<string, number>): string {
+  /**
+   * Prints the epoch's final line with its time and metrics; `done` is the steps that ran (fewer
+   * than `total` when a callback stopped training within the epoch).
+   */
+  finish(values: Record<string, number>, done = this.total): string {
     const elapsed = (performance.now() - this.#start) / 1000;
-    const line = `${this.#bar(this.total)} - ${formatDuration(elapsed)} ` +
-      `${formatPerStep(elapsed / Math.max(1, this.total))}${formatMetrics(values)}`;
+    const line = `${this.#bar(done)} - ${formatDuration(elapsed)} ` +
+      `${formatPerStep(elapsed / Math.max(1, done))}${formatMetrics(values)}`;
     if (this.verbose === 0) return line;
     if (this.sink.isTerminal && this.verbose === 1) this.sink.write(`\r${line}\x1b[K\n`);
     else this.sink.write(line + "\n");

@@ -17,6 +17,7 @@ import { type Plan, ready, type Runtime } from "../gpu/runtime.ts";
 import type { Storage } from "../gpu/buffers.ts";
 import { accumulateInto } from "../ops/accumulate.ts";
 import { add } from "../ops/binary.ts";
+import { accumulate } from "../ops/metrics.ts";
 import { setWeightUpdate } from "../ops/matmul.ts";
 import { gatherRows, type GatherSource } from "../ops/gather.ts";
 import { ParamArena } from "../optim/arena.ts";
@@ -29,6 +30,7 @@ import { clone } from "../ops/transform.ts";
 import { type Callback, History, type TrainingControl } from "./callbacks.ts";
 import { ProgressBar } from "./progress.ts";
 import {
+  countedByLoss,
   type LossLike,
   type LossSpec,
   type MetricSpec,
@@ -470,20 +472,51 @@ function ensureArena(model: AnyModel, c: Compiled): ParamArena {
   return arena;
 }
 
+/**
+ * The GPU state of the captured steps: the step words, and the running figures of an epoch,
+ * [loss sum, correct count of the loss launch, samples, steps] then one word per metric that
+ * the loss launch does not count (see {@linkcode metricPlan}).
+ */
 function ensureState(c: Compiled): { step: Tensor<"u32">; acc: Tensor<"f32"> } {
   c.step ??= keep(tensor(new Uint32Array(4)));
-  c.acc ??= keep(zeros([4]));
+  c.acc ??= keep(zeros([4 + c.metrics.length]));
   return { step: c.step, acc: c.acc };
+}
+
+/**
+ * Where each compiled metric's count lands in the accumulator: the loss launch's own count
+ * (word 1) where it counts that metric and no regularization penalty takes the loss apart, else
+ * a word of its own from 4 on; `own` lists the metrics that count in a dispatch of their own,
+ * in the order of their words.
+ */
+function metricPlan(model: AnyModel, c: Compiled): { slots: number[]; own: MetricSpec[] } {
+  const regularized = hasPenalty(model);
+  const own: MetricSpec[] = [];
+  const slots = c.metrics.map((m) => {
+    if (!regularized && countedByLoss(m, c.loss)) return 1;
+    own.push(m);
+    return 3 + own.length;
+  });
+  return { slots, own };
+}
+
+/** Counts each of `own` on a batch and adds the counts into `acc` from word 4 on. */
+function countMetrics(
+  acc: Tensor<"f32">,
+  own: readonly MetricSpec[],
+  yb: Tensor,
+  out: Tensor<"f32">,
+): void {
+  if (own.length === 0) return;
+  const counts = noGrad(() => own.map((m) => m.count(yb, out)));
+  accumulate(acc, counts, 4);
+  for (const t of counts) t.dispose();
 }
 
 function hasPenalty(model: AnyModel): boolean {
   return model.layers.some((l) =>
     l.inputShape && l.weightSpecs(l.inputShape).some((s) => s.regularizer)
   );
-}
-
-function accuracyOf(c: Compiled): MetricSpec {
-  return resolveMetrics(["accuracy"], c.loss, "fit")[0];
 }
 
 function penalty(model: AnyModel): Tensor<"f32"> | null {
@@ -540,14 +573,14 @@ function captureTrainStep(
       }) as Tensor<"f32">;
       const yb = gatherRows(data.y, perm, step, batch);
       const regularized = hasPenalty(model);
-      let correct: Tensor<"f32"> | null = null;
+      const { own } = metricPlan(model, c);
       const { value, grads } = valueAndGradSync(
         () => {
           const out = model.apply(xb, { training: true, rng: step });
+          countMetrics(acc, own, yb, out);
           // Without penalties the loss launch itself adds [loss sum, correct, samples, 1] into acc.
           if (!regularized) return c.loss.fn(yb, out, acc);
           const l = c.loss.fn(yb, out);
-          correct = keep(noGrad(() => (c.metrics[0] ?? accuracyOf(c)).count(yb, out)));
           const reg = penalty(model)!;
           return add(l, reg);
         },
@@ -562,9 +595,8 @@ function captureTrainStep(
         if (g !== arena.gradients[i]) g.dispose();
       });
       c.optimizer.step(arena, { keepGradients: true, updated: [...updated].sort((a, b) => a - b) });
-      if (regularized) accumulateInto(acc, value as Tensor<"f32">, correct, batch);
+      if (regularized) accumulateInto(acc, value as Tensor<"f32">, null, batch);
       value.dispose();
-      (correct as Tensor | null)?.dispose();
       xb.dispose();
       yb.dispose();
     });
@@ -595,14 +627,14 @@ function captureEvalStep(
       } else {
         const out = model.apply(xb, { training: false, rng: null });
         const yb = gatherRows(data.y, perm, step, batch);
+        countMetrics(acc, metricPlan(model, c).own, yb, out);
         if (hasPenalty(model)) {
           // Keras reports the regularization penalty in evaluation losses too.
           const l = c.loss.fn(yb, out);
-          const correct = (c.metrics[0] ?? accuracyOf(c)).count(yb, out);
           const reg = penalty(model)!;
           const total = add(l, reg);
-          accumulateInto(acc, total, correct, batch);
-          for (const t of [l, correct, reg, total]) t.dispose();
+          accumulateInto(acc, total, null, batch);
+          for (const t of [l, reg, total]) t.dispose();
         } else {
           c.loss.fn(yb, out, acc).dispose();
         }
@@ -699,10 +731,15 @@ function checkBatch(batchSize: number, what: string): void {
   }
 }
 
-function logsFrom(acc: Float32Array, c: Compiled, prefix = ""): Record<string, number> {
+/** The loss and every compiled metric, per sample, from the accumulator's words. */
+function logsFrom(
+  acc: Float32Array,
+  c: Compiled,
+  slots: readonly number[],
+): Record<string, number> {
   const n = acc[2] || 1;
-  const logs: Record<string, number> = { [`${prefix}loss`]: acc[0] / n };
-  if (c.metrics.length) logs[`${prefix}${c.metrics[0].name}`] = acc[1] / n;
+  const logs: Record<string, number> = { loss: acc[0] / n };
+  c.metrics.forEach((m, i) => logs[m.name] = acc[slots[i]] / n);
   return logs;
 }
 
@@ -744,10 +781,15 @@ export async function fitModel(
   if (!Number.isInteger(epochs) || epochs < 0) {
     throw new WgradError("value", `${where}: epochs must be a non-negative integer, got ${epochs}`);
   }
-  const split = options.validationSplit ?? 0;
-  if (!(split >= 0 && split < 1)) {
-    throw new WgradError("value", `${where}: validationSplit must be in [0, 1), got ${split}`);
+  const givenSplit = options.validationSplit ?? 0;
+  if (!(givenSplit >= 0 && givenSplit < 1)) {
+    throw new WgradError(
+      "value",
+      `${where}: validationSplit must be in [0, 1), got ${givenSplit}`,
+    );
   }
+  // Keras: validationData overrides validationSplit, and every row trains.
+  const split = options.validationData ? 0 : givenSplit;
   const scale = options.scale ?? 1 / 255, shift = options.shift ?? 0;
   const data = toDevice(model, c, x, y, where, scale, shift);
   let val: DeviceData | null = null;
@@ -869,7 +911,8 @@ export async function fitModel(
     };
     const seedLo = seed >>> 0, seedHi = Math.floor(seed / 2 ** 32) >>> 0;
     const stepWords = new Uint32Array(4);
-    const zero4 = new Float32Array(4);
+    const zeroAcc = new Float32Array(acc.size);
+    const { slots } = metricPlan(model, c);
     try {
       if (terminateOnNaN) {
         backup = [];
@@ -884,7 +927,7 @@ export async function fitModel(
         for (const cb of callbacks) await cb.onEpochBegin?.(epoch, control);
         const bar = new ProgressBar(steps, verbose);
         rt.write(perm.storage, shuffled(nTrain, 0, shuffleGen(epoch)), "fit: permutation");
-        rt.write(acc.storage, zero4, "fit: accumulators");
+        rt.write(acc.storage, zeroAcc, "fit: accumulators");
         if (backup) {
           for (const { r, copy } of backup) {
             rt.copy(r.storage, copy, r.byteLength, "fit: keep training state", r.byteOffset, 0);
@@ -915,13 +958,14 @@ export async function fitModel(
                   "the epoch (lower the learning rate, check the inputs for NaN, or clip gradients)",
               );
             }
-            latest = logsFrom(a, c);
+            latest = logsFrom(a, c, slots);
             bar.update(p.done, latest);
             for (const cb of callbacks) await cb.onBatchEnd?.(p.done - 1, latest, control);
           }
         };
         const t0 = performance.now();
         let stoppedAt = -1;
+        let ran = steps;
         for (let s = 0; s < steps; s++) {
           stepWords[0] = seedLo;
           stepWords[1] = seedHi;
@@ -937,6 +981,12 @@ export async function fitModel(
               readEvery = Math.max(4, Math.min(256, Math.round(100 / Math.max(perStep, 0.01))));
             }
             await drain(2);
+            // A batch callback stopped training: the epoch ends after the steps already
+            // submitted, then validates and calls onEpochEnd, as Keras does.
+            if (control.stopTraining) {
+              ran = s + 1;
+              break;
+            }
           } else {
             rt.flush();
           }
@@ -956,26 +1006,24 @@ export async function fitModel(
           const vl = await evaluateOn(rt, model, c, v, vPerm, val ? val.rows : nVal, batchSize);
           for (const [k, value] of Object.entries(vl)) logs[`val_${k}`] = value;
         }
-        bar.finish(logs);
+        bar.finish(logs, ran);
         c.epoch = epoch + 1;
         for (const cb of callbacks) await cb.onEpochEnd?.(epoch, logs, control);
         history.record(epoch, logs);
         lastLogs = logs;
       }
       if (sigint.hit) await interrupt(Math.max(c.epoch - 1, 0), steps, lastLogs);
+      // As in Keras, only when training ends normally (not after an error or an interrupt).
+      for (const cb of callbacks) await cb.onTrainEnd?.(control, lastLogs);
     } finally {
       if (listening) Deno.removeSignalListener("SIGINT", onSigint);
-      try {
-        for (const cb of callbacks) await cb.onTrainEnd?.(control);
-      } finally {
-        planFull.dispose();
-        planLast?.dispose();
-        for (const b of backup ?? []) b.copy.release();
-        // The slots of kernels updated by their products were never written: fit leaves every
-        // slot zero rather than a mix of the last step's gradients and stale values.
-        const arena = c.arena;
-        if (arena && !arena.isDisposed) rt.clear(arena.gradRegion, "fit: clear the gradients");
-      }
+      planFull.dispose();
+      planLast?.dispose();
+      for (const b of backup ?? []) b.copy.release();
+      // The slots of kernels updated by their products were never written: fit leaves every
+      // slot zero rather than a mix of the last step's gradients and stale values.
+      const arena = c.arena;
+      if (arena && !arena.isDisposed) rt.clear(arena.gradRegion, "fit: clear the gradients");
     }
     return history;
   } finally {
@@ -1002,7 +1050,7 @@ async function evaluateOn(
     tail = last !== Math.min(batchSize, rows)
       ? captureEvalStep(rt, model, c, data, perm, last, false)
       : null;
-    rt.write(acc.storage, new Float32Array(4), "evaluate: accumulators");
+    rt.write(acc.storage, new Float32Array(acc.size), "evaluate: accumulators");
     const words = new Uint32Array(4);
     for (let s = 0; s < steps; s++) {
       words[3] = s * batchSize;
@@ -1011,7 +1059,7 @@ async function evaluateOn(
       rt.flush();
     }
     const a = new Float32Array(await rt.read(acc.storage, "evaluate: totals"));
-    return logsFrom(a, c);
+    return logsFrom(a, c, metricPlan(model, c).slots);
   } finally {
     full.plan.dispose();
     tail?.plan.dispose();
