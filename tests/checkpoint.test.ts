@@ -234,6 +234,60 @@ Deno.test("checkpoint: formatCheckpointPath follows Python's format specs", () =
   }
   assert(threw, "a missing figure is an error naming it");
   assert(f("{val_accuracy:.3f}", 1, logs, "nan") === "nan", "missing → placeholder");
+  // Python's g: 6 significant digits, scientific below 1e-4 and from 10^precision on.
+  const g: [number, string, string][] = [
+    [1234567, "g", "1.23457e+06"],
+    [1.234e-5, "g", "1.234e-05"],
+    [0.5, "g", "0.5"],
+    [123.456, ".2g", "1.2e+02"],
+    [0.0001, "g", "0.0001"],
+    [100000, "g", "100000"],
+    [1e6, "g", "1e+06"],
+    [0.123456789, ".0g", "0.1"],
+    [-0.00012345, ".3g", "-0.000123"],
+    [2.5, "08.3g", "000002.5"],
+  ];
+  for (const [v, spec, want] of g) {
+    const got = f(`{x:${spec}}`, 1, { x: v });
+    assert(got === want, `{x:${spec}} of ${v}: ${got}, Python writes ${want}`);
+  }
+  // {batch}: 1-based, given for checkpoints saved every saveFreq steps; an error otherwise.
+  assert(f("e{epoch}-b{batch:03d}", 2, logs, undefined, 17) === "e2-b017", "batch");
+  threw = false;
+  try {
+    f("e{epoch}-b{batch}", 2, logs);
+  } catch (e) {
+    threw = e instanceof WgradError && e.message.includes("saveFreq");
+  }
+  assert(threw, "{batch} at an epoch's end is an error naming saveFreq");
+});
+
+Deno.test("checkpoint: modelCheckpoint with a numeric saveFreq saves every n steps, named by {batch}", async () => {
+  const { x, y } = makeData(400, 5); // 50 steps of 8
+  await withTempDir(async (dir) => {
+    const m = model(7);
+    try {
+      compile(m, optim.adam({ learningRate: 0.01 }));
+      const ckpt = callbacks.modelCheckpoint(`${dir}/e{epoch}-b{batch:03d}.safetensors`, {
+        saveFreq: 16,
+        saveWeightsOnly: true,
+      });
+      await m.fit(x, y, { epochs: 1, batchSize: 8, verbose: 0, callbacks: [ckpt] });
+      // The running figures come back after steps 8, 16, 24 and 32 (then every ~100 ms): the
+      // first two checkpoints are after batches 16 and 32; later ones depend on the timing.
+      const names = ckpt.saved.map((p) => p.slice(dir.length + 1));
+      assert(
+        names[0] === "e1-b016.safetensors" && names[1] === "e1-b032.safetensors",
+        `checkpoints: ${names.join(", ")}`,
+      );
+      for (const p of ckpt.saved) {
+        const t = await readSafetensors(p);
+        assert(t.tensors.size > 0, `${p} holds weights`);
+      }
+    } finally {
+      m.dispose();
+    }
+  });
 });
 
 Deno.test("checkpoint: modelCheckpoint writes {epoch:02d} directories, keeps the last 2, and they load", async () => {

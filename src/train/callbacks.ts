@@ -273,7 +273,11 @@ export interface ModelCheckpointOptions {
   mode?: "min" | "max" | "auto";
   /** Save only when the monitored figure improves on the best so far (default false). */
   saveBestOnly?: boolean;
-  /** `"epoch"` (default): save after each epoch; a number n: every n training steps. */
+  /**
+   * `"epoch"` (default): save after each epoch; a number n: every n training steps, at the first
+   * batch callback (they come with the running figures' readbacks) n or more steps after the
+   * last save. The path may then use `{batch}`.
+   */
   saveFreq?: "epoch" | number;
   /** Keep only the last n checkpoints this callback wrote, removing older ones (default: all). */
   keepLast?: number;
@@ -293,9 +297,10 @@ export interface ModelCheckpoint extends Callback {
 
 /**
  * Formats a checkpoint path as Keras does with Python's `str.format`: `{epoch}` is the 1-based
- * epoch, `{name}` any figure of the epoch's logs, each with an optional format spec such as
- * `{epoch:02d}`, `{val_loss:.4f}` or `{loss:.2e}` (fill `0`, width, precision, and one of
- * `d`, `f`, `e`, `g`, `%`).
+ * epoch, `{batch}` the 1-based batch within it (checkpoints saved every `saveFreq` steps only),
+ * `{name}` any figure of the logs, each with an optional format spec such as `{epoch:02d}`,
+ * `{val_loss:.4f}`, `{loss:.2e}` or `{loss:g}` (fill `0`, width, precision, and one of `d`, `f`,
+ * `e`, `g`, `%`, as Python writes them).
  * Figures missing from the logs are an error unless `missing` is given (it is written instead).
  */
 export function formatCheckpointPath(
@@ -303,19 +308,36 @@ export function formatCheckpointPath(
   epoch: number,
   logs: Record<string, number>,
   missing?: string,
+  batch?: number,
 ): string {
   return template.replace(/\{([A-Za-z_][A-Za-z0-9_]*)(?::([^}]*))?\}/g, (_m, key, spec) => {
-    const v = key === "epoch" ? epoch : logs[key];
+    const v = key === "epoch" ? epoch : key === "batch" && !(key in logs) ? batch : logs[key];
     if (v === undefined) {
       if (missing !== undefined) return missing;
       throw new WgradError(
         "value",
-        `modelCheckpoint: "{${key}}" in the path "${template}" is not among the epoch's ` +
-          `figures (epoch, ${Object.keys(logs).join(", ")})`,
+        `modelCheckpoint: "{${key}}" in the path "${template}" is not among the ` +
+          `figures (epoch, ${batch === undefined ? "" : "batch, "}${
+            Object.keys(logs).join(", ")
+          })` +
+          (key === "batch" ? "; {batch} needs a numeric saveFreq" : ""),
       );
     }
     return formatNumber(v, spec ?? "", template);
   });
+}
+
+/** Python's `format(v, ".{p}g")`: p significant digits, scientific below 1e-4 or from 10^p. */
+function pythonG(v: number, p: number): string {
+  if (v === 0) return Object.is(v, -0) ? "-0" : "0";
+  const exp = Number(v.toExponential(p - 1).split("e")[1]);
+  const strip = (t: string) => t.includes(".") ? t.replace(/0+$/, "").replace(/\.$/, "") : t;
+  if (exp < -4 || exp >= p) {
+    const [mant, e] = v.toExponential(p - 1).split("e");
+    const sign = e.startsWith("-") ? "-" : "+";
+    return `${strip(mant)}e${sign}${e.replace(/^[+-]/, "").padStart(2, "0")}`;
+  }
+  return strip(v.toFixed(Math.max(0, p - 1 - exp)));
 }
 
 function formatNumber(v: number, spec: string, template: string): string {
@@ -353,9 +375,11 @@ function formatNumber(v: number, spec: string, template: string): string {
         break;
       }
       case "g":
-      case "G":
-        text = String(Number(v.toPrecision(prec || 6)));
+      case "G": {
+        const t = pythonG(v, prec === undefined ? 6 : Math.max(prec, 1));
+        text = type === "G" ? t.toUpperCase() : t;
         break;
+      }
       default:
         text = prec === undefined ? String(v) : String(Number(v.toPrecision(prec)));
     }
@@ -375,7 +399,8 @@ function formatNumber(v: number, spec: string, template: string): string {
  * `saveFreq` steps), or only when `monitor` improves (`saveBestOnly`). `path` is a directory
  * (`model.save`: architecture, weights, optimizer state, epoch and step counter, so that
  * `nn.loadModel(path)` and `fit(…, { initialEpoch })` resume exactly) or, with
- * `saveWeightsOnly`, a safetensors file; it may contain `{epoch}` (1-based) and figures such as
+ * `saveWeightsOnly`, a safetensors file; it may contain `{epoch}` (1-based), `{batch}` (with a
+ * numeric `saveFreq`) and figures such as
  * `{val_loss:.4f}` (see {@linkcode formatCheckpointPath}). Every file is replaced atomically, so
  * a process killed while saving leaves the previous checkpoint or the new one. With `keepLast`,
  * older checkpoints this callback wrote are removed. When Ctrl-C stops `fit`, the current state is
@@ -426,8 +451,9 @@ export function modelCheckpoint(
     logs: Record<string, number>,
     control: TrainingControl,
     missing?: string,
+    batch?: number,
   ) => {
-    const target = formatCheckpointPath(path, epoch + 1, logs, missing);
+    const target = formatCheckpointPath(path, epoch + 1, logs, missing, batch);
     if (options.saveWeightsOnly) await control.saveWeights(target);
     else await control.save(target);
     const i = saved.indexOf(target);
@@ -448,8 +474,9 @@ export function modelCheckpoint(
     epoch: number,
     logs: Record<string, number>,
     control: TrainingControl,
+    batch?: number,
   ) => {
-    if (!saveBestOnly) return await write(epoch, logs, control);
+    if (!saveBestOnly) return await write(epoch, logs, control, undefined, batch);
     const v = logs[monitor];
     if (v === undefined) {
       throw new WgradError(
@@ -461,7 +488,7 @@ export function modelCheckpoint(
     }
     if (mode === "min" ? v < best : v > best) {
       best = v;
-      await write(epoch, logs, control);
+      await write(epoch, logs, control, undefined, batch);
     }
   };
 
@@ -484,7 +511,7 @@ export function modelCheckpoint(
       lastBatch = batch;
       if (stepsSince >= saveFreq) {
         stepsSince = 0;
-        await maybeSave(currentEpoch, logs, control);
+        await maybeSave(currentEpoch, logs, control, batch + 1);
       }
     },
     async onEpochEnd(epoch, logs, control) {
