@@ -520,7 +520,10 @@ function optimizer(v: unknown, f: Fields, path: string): OptimizerLike | string 
 }
 
 const LOSSES: Record<string, (o: { fromLogits?: boolean; labelSmoothing?: number }) => LossSpec> = {
-  sparse_categorical_crossentropy: (o) => sparseCategoricalCrossentropy(o),
+  // Files from releases that accepted (and ignored) label smoothing for sparse labels load as
+  // they trained: without it.
+  sparse_categorical_crossentropy: (o) =>
+    sparseCategoricalCrossentropy({ fromLogits: o.fromLogits }),
   categorical_crossentropy: (o) => categoricalCrossentropy(o),
   binary_crossentropy: (o) => binaryCrossentropy(o),
   mean_squared_error: () => meanSquaredError(),
@@ -561,7 +564,8 @@ function compileOptions(v: unknown, f: Fields): CompileOptions {
   return {
     optimizer: optimizer(f.get(o, "optimizer", "compile"), f, "compile.optimizer"),
     loss: loss(f.get(o, "loss", "compile"), f, "compile.loss"),
-    metrics: metrics as string[],
+    // Files from releases that accepted a metric listed twice (and logged it once) load so.
+    metrics: [...new Set(metrics as string[])],
   };
 }
 

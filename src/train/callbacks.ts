@@ -145,7 +145,9 @@ export function earlyStopping(
       const v = monitored("earlyStopping", monitor, logs);
       if (epoch < (options.startFromEpoch ?? 0)) return;
       wait++;
-      if (better(v, best)) {
+      // The first monitored epoch always counts as the best so far, as in Keras (best = None),
+      // even when its figure is NaN.
+      if (cb.bestEpoch < 0 || better(v, best)) {
         best = v;
         cb.bestEpoch = epoch;
         if (options.restoreBestWeights) bestWeights = await control.getWeights();

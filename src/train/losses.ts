@@ -265,8 +265,8 @@ const METRICS = [
  * Resolves metric names. "accuracy" (or "acc") counts what the loss counts, as in Keras: sparse
  * categorical accuracy for integer labels, categorical accuracy for one-hot targets, binary
  * accuracy for binary cross-entropy; with a regression loss it follows the shapes. Binary
- * accuracy thresholds the prediction at 0.5, and at 0 (probability 0.5) when the loss takes
- * logits.
+ * accuracy thresholds the prediction at 0.5, and, with binary cross-entropy from logits, the
+ * logit at 0 (probability 0.5), where Keras thresholds the logit at 0.5 (probability 0.62).
  */
 export function resolveMetrics(
   names: readonly string[],

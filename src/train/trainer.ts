@@ -960,6 +960,9 @@ export async function fitModel(
             }
             latest = logsFrom(a, c, slots);
             bar.update(p.done, latest);
+            // Once a callback has stopped training, the readbacks still in flight update the
+            // figures but call no batch hooks (Keras calls none after stop_training).
+            if (control.stopTraining) continue;
             for (const cb of callbacks) await cb.onBatchEnd?.(p.done - 1, latest, control);
           }
         };
